@@ -1,0 +1,102 @@
+"""``erp ingest``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from erp.cli._common import (
+    EXIT_USER, ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, human_bytes, load, out, print_json,
+)
+from erp.core.ingest import IngestResult, ingest
+from erp.core.sources import expand_inputs
+
+HELP = """Ingest NDJSON events into the lake: validate, enrich, deduplicate.
+
+Inputs are files, folders (searched recursively for *.ndjson, *.jsonl, *.json,
+*.log and their .gz), globs, `-` for standard input, or URLs such as
+`s3://bucket/events/`. Good events land in `<lake>/events/tenant_id=…/date=…/`;
+every rejected line lands in `<lake>/_rejected/` with its reasons. Re-running
+is safe: finished files are skipped, and no event is stored twice.
+
+Example: `erp ingest logs/ --tenant acme`
+
+Exit code 1 when an input could not be read (or, with --fail-on-rejects, when
+any line was rejected); the readable data is still committed.
+"""
+
+
+def run(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders, globs, '-' (stdin) or URLs.",
+                                                show_default=False)],
+    tenant: TenantOpt = None,
+    lake: LakeOpt = None,
+    config: ConfigOpt = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", "-w", help="Parser processes (default: ingest.workers; 1 = in-process).",
+        min=1, show_default=False)] = None,
+    fail_on_rejects: Annotated[bool, typer.Option(
+        "--fail-on-rejects", help="Exit 1 if any line was rejected.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    _run(inputs, tenant=tenant, lake=lake, config=config, workers=workers,
+         fail_on_rejects=fail_on_rejects, json_out=json_out)
+
+
+@command
+def _run(inputs: list[str], *, tenant: str | None, lake: str | None, config: Path | None,
+         workers: int | None, fail_on_rejects: bool, json_out: bool) -> None:
+    cfg = load(config, lake=lake)
+    sources = expand_inputs(inputs, stdin=sys.stdin.buffer, storage_options=cfg.settings.storage_options)
+    show_progress = not json_out and out.is_terminal
+    if show_progress:
+        total = None if any(s.size is None or s.compressed for s in sources) else sum(s.size or 0 for s in sources)
+        with Progress(TextColumn("ingesting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      TextColumn("{task.fields[lines]:,} lines"), TimeRemainingColumn(),
+                      console=out, transient=True) as bar:
+            task = bar.add_task("ingest", total=total, lines=0)
+            result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources,
+                            progress=lambda b, n: bar.update(task, completed=b, lines=n))
+    else:
+        result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources)
+    failed = bool(result.failed_sources) or (fail_on_rejects and result.rejected > 0)
+    if json_out:
+        print_json({"ok": not failed, **result.to_dict()})
+    else:
+        render(result)
+    if failed:
+        raise typer.Exit(EXIT_USER)
+
+
+def render(result: IngestResult) -> None:
+    table = Table(title=f"ingest {result.batch_id}", title_justify="left")
+    for col in ("tenant", "accepted", "duplicates", "rejected", "top rejection reasons", "partitions"):
+        table.add_column(col, justify="right" if col not in ("tenant", "top rejection reasons") else "left")
+    for tenant, s in sorted(result.tenants.items()):
+        reasons = ", ".join(f"{k} {v:,}" for k, v in s.rejected_by_reason.most_common(3))
+        table.add_row(escape(tenant), f"{s.accepted:,}", f"{s.duplicates:,}", f"{s.rejected:,}",
+                      escape(reasons), f"{len(s.partitions):,}")
+    if result.tenants:
+        out.print(table)
+    rate = f" ({result.lines / result.seconds:,.0f} lines/s)" if result.seconds > 0 and result.lines else ""
+    out.print(f"{result.lines:,} lines ({human_bytes(result.bytes)}) in {result.seconds:.2f} s{rate}: "
+              f"[green]{result.accepted:,} accepted[/], {result.duplicates:,} duplicates skipped, "
+              f"[{'red' if result.rejected else 'green'}]{result.rejected:,} rejected[/]"
+              + (f", {result.blank:,} blank" if result.blank else ""))
+    if result.recovered:
+        out.print(f"finished {len(result.recovered)} interrupted commit(s) from an earlier run")
+    skipped = [s for s in result.sources if s.status == "skipped"]
+    if skipped:
+        out.print(f"{len(skipped)} input(s) skipped: already ingested (the ledger knows them)")
+    for s in result.sources:
+        if s.status == "resumed":
+            out.print(f"resumed {escape(s.source)} {escape(s.detail)}")
+    if result.rejected:
+        out.print(f"rejected lines and their reasons: {escape(result.lake)}/_rejected/")
+    for s in result.failed_sources:
+        out.print(f"[red]failed:[/] {escape(s.source)}: {escape(s.detail)}")

@@ -1,0 +1,62 @@
+"""The ``erp`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from erp.cli import compact, config, demo, generate, ingest, tenants
+from erp.cli._common import EXIT_USER, DebugOpt
+from erp.core import __version__
+
+app = typer.Typer(
+    name="erp",
+    help="Event lake, rollups and embeddable analytics reports from the command line.\n\n"
+         "Start with `erp demo`. Exit codes: 0 ok, 1 a user/data/config problem, 2 an internal error.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"erp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: DebugOpt = False,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Event lake, rollups and embeddable analytics reports from the command line."""
+
+
+app.command("ingest", help=ingest.HELP, no_args_is_help=True)(ingest.run)
+app.command("demo", help=demo.HELP)(demo.run)
+app.command("generate", help=generate.HELP, no_args_is_help=True)(generate.run)
+app.command("compact", help=compact.HELP)(compact.run)
+app.add_typer(config.app, name="config")
+app.add_typer(tenants.app, name="tenants")
+
+
+def main() -> None:
+    """Console entry point. Usage errors exit 1 (a user problem), like other errors."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USER)
+    sys.exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""``erp ingest``: NDJSON inputs -> validated, enriched, deduplicated lake.
+
+Pipeline: sources are read as line-aligned chunks (bounded memory); parser
+processes validate and enrich each chunk into an Arrow table; the main process
+buffers up to ``ingest.commit_events`` events, drops duplicates against the
+dedup index, writes one Parquet file per (tenant, date) touched and the
+rejected lines with their reasons, and commits all of it atomically together
+with the input ledger and dedup-index additions.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, Any, Callable, Iterator
+
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from erp.core.config import Config
+from erp.core.dedup import DedupIndex
+from erp.core.errors import TenantError
+from erp.core.events import (
+    EVENT_SCHEMA, Chunk, ChunkResult, ParseContext, Rejected, TenantRules, epoch_day_to_date,
+    init_worker, parse_chunk, parse_chunk_in_worker,
+)
+from erp.core.lake import Commit, Lake, new_batch_id
+from erp.core.ledger import Ledger, LedgerEntry, tail_hash
+from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks
+from erp.core.tenants import validate_tenant_id
+
+ProgressFn = Callable[[int, int], None]  # (bytes read so far, events parsed so far)
+
+_US = 1_000_000
+
+
+@dataclass
+class TenantStats:
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+    partitions: set = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected, "duplicates": self.duplicates,
+                "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+                "partitions": len(self.partitions)}
+
+
+@dataclass
+class SourceStatus:
+    source: str
+    status: str  # ingested | skipped | resumed | failed
+    lines: int = 0
+    detail: str = ""
+
+
+@dataclass
+class IngestResult:
+    batch_id: str
+    lake: str
+    lines: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    blank: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    commits: int = 0
+    files_written: int = 0
+    recovered: list[str] = field(default_factory=list)
+    tenants: dict[str, TenantStats] = field(default_factory=dict)
+    sources: list[SourceStatus] = field(default_factory=list)
+
+    @property
+    def failed_sources(self) -> list[SourceStatus]:
+        return [s for s in self.sources if s.status == "failed"]
+
+    def tenant(self, t: str) -> TenantStats:
+        if t not in self.tenants:
+            self.tenants[t] = TenantStats()
+        return self.tenants[t]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id, "lake": self.lake, "lines": self.lines,
+            "accepted": self.accepted, "rejected": self.rejected, "duplicates": self.duplicates,
+            "blank": self.blank, "bytes": self.bytes, "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.lines / self.seconds) if self.seconds else None,
+            "commits": self.commits, "files_written": self.files_written,
+            "recovered_commits": self.recovered,
+            "tenants": {t: s.to_dict() for t, s in sorted(self.tenants.items())},
+            "sources": [vars(s) for s in self.sources],
+        }
+
+
+@dataclass
+class _SourceEnd:
+    source: Source
+    error: str | None
+
+
+@dataclass
+class _Pending:
+    """What the next commit holds."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    events: int = 0
+    ledger: dict[str, LedgerEntry] = field(default_factory=dict)
+
+
+def build_context(cfg: Config, *, batch_id: str, now_us: int, tenant: str | None) -> ParseContext:
+    s = cfg.settings
+    rules = {t.tenant_id: TenantRules(t.retention_days, t.anonymize_ip) for t in cfg.tenants.values()}
+    return ParseContext(
+        batch_id=batch_id, now_us=now_us, default_tenant=tenant,
+        known_tenants=frozenset(cfg.tenants) if cfg.restrict_tenants else None,
+        tenant_rules=rules,
+        default_rules=TenantRules(s.defaults.retention_days, s.defaults.anonymize_ip),
+        schemas=dict(cfg.schemas), max_line_bytes=s.ingest.max_line_bytes,
+        skew_threshold_us=int(s.ingest.skew_threshold_seconds * _US),
+        future_tolerance_us=int(s.ingest.future_tolerance_seconds * _US),
+    )
+
+
+def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: Lake | None = None,
+           now: datetime | None = None, workers: int | None = None, stdin: IO[bytes] | None = None,
+           progress: ProgressFn | None = None, executor: Executor | None = None,
+           sources: list[Source] | None = None) -> IngestResult:
+    """Ingest ``inputs`` (paths, folders, globs, '-', URLs) into the lake.
+
+    ``now`` fixes the ingest clock (received_at, retention, future checks).
+    ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask
+    client's); by default a local process pool is used for large inputs.
+    """
+    started = time.perf_counter()
+    now = now or datetime.now(timezone.utc)
+    lake = lake or Lake(cfg.settings.lake, cfg.settings.storage_options)
+    if tenant is not None:
+        validate_tenant_id(tenant)
+        if cfg.restrict_tenants and tenant not in cfg.tenants:
+            raise TenantError(f"tenant {tenant!r} is not in {cfg.settings.tenants_file}", tenant=tenant,
+                              hint="valid tenants: " + ", ".join(sorted(cfg.tenants)))
+    if sources is None:
+        sources = expand_inputs(inputs, stdin=stdin, storage_options=cfg.settings.storage_options)
+    batch_id = new_batch_id()
+    result = IngestResult(batch_id=batch_id, lake=lake.url)
+    now_us = int(now.timestamp() * _US)
+    ctx = build_context(cfg, batch_id=batch_id, now_us=now_us, tenant=tenant)
+    ing = cfg.settings.ingest
+
+    with lake.lock():
+        result.recovered = lake.recover()
+        ledger = Ledger.load(lake)
+        plan = _plan(sources, ledger, result)
+        dedup = DedupIndex(lake)
+        job = _Job(lake, ledger, dedup, ctx, result, now, tenant)
+        n_workers = workers if workers is not None else (ing.workers or os.cpu_count() or 1)
+        known = sum(s.size or 0 for s, _, _ in plan)
+        small = all(s.size is not None for s, _, _ in plan) and known < 2 * ing.chunk_bytes
+        own_pool = None
+        if executor is None and n_workers > 1 and not small and plan:
+            own_pool = executor = ProcessPoolExecutor(
+                max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker, initargs=(ctx,))
+        try:
+            job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes), executor,
+                    max_inflight=max(2, 2 * n_workers), commit_events=ing.commit_events,
+                    progress=progress, remote_ctx=own_pool is None)
+        finally:
+            if own_pool is not None:
+                own_pool.shutdown(wait=True, cancel_futures=True)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _mp_context() -> Any:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["erp.core.events"])
+    return ctx
+
+
+def _plan(sources: list[Source], ledger: Ledger, result: IngestResult) -> list[tuple[Source, int, int]]:
+    """Decide, per source, whether to skip it, resume it, or read it whole."""
+    plan = []
+    for src in sources:
+        entry = ledger.get(src.key) if src.trackable else None
+        if entry is None:
+            plan.append((src, 0, 1))
+            continue
+        unchanged = entry.size == src.size and entry.mtime == src.mtime
+        if entry.done and unchanged:
+            result.sources.append(SourceStatus(src.display, "skipped", 0, "already ingested (ledger)"))
+            continue
+        if unchanged or (not src.compressed and not src.is_url and src.size is not None
+                         and src.size >= entry.offset and _tail_matches(src, entry)):
+            plan.append((src, entry.offset, entry.line))
+            result.sources.append(SourceStatus(src.display, "resumed", 0, f"from byte {entry.offset}"))
+            continue
+        plan.append((src, 0, 1))  # replaced file: read again; dedup drops what is already stored
+    return plan
+
+
+def _tail_matches(src: Source, entry: LedgerEntry) -> bool:
+    start = max(0, entry.offset - 4096)
+    try:
+        with open(src.key, "rb") as f:
+            f.seek(start)
+            return tail_hash(f.read(entry.offset - start)) == entry.tail
+    except OSError:
+        return False
+
+
+@dataclass
+class _ChunkMeta:
+    """What the main process keeps of a chunk it sent to a parser."""
+
+    source: Source
+    next_line: int
+    tail: str
+
+
+def _stream(plan: list[tuple[Source, int, int]], chunk_bytes: int,
+            max_line_bytes: int) -> Iterator[tuple[Source, Chunk] | _SourceEnd]:
+    for src, offset, line in plan:
+        error = None
+        try:
+            for chunk in read_chunks(src, chunk_bytes=chunk_bytes, max_line_bytes=max_line_bytes,
+                                     start_offset=offset, start_line=line):
+                yield src, chunk
+        except SourceReadError as exc:
+            error = str(exc)
+        yield _SourceEnd(src, error)
+
+
+class _Job:
+    def __init__(self, lake: Lake, ledger: Ledger, dedup: DedupIndex, ctx: ParseContext,
+                 result: IngestResult, now: datetime, tenant: str | None) -> None:
+        self.lake, self.ledger, self.dedup, self.ctx = lake, ledger, dedup, ctx
+        self.result, self.now, self.tenant = result, now, tenant
+        self.pending = _Pending()
+        self.seq = 0
+        self.source_lines: Counter = Counter()
+
+    def run(self, stream: Iterator[tuple[Source, Chunk] | _SourceEnd], executor: Executor | None, *,
+            max_inflight: int, commit_events: int, progress: ProgressFn | None, remote_ctx: bool) -> None:
+        inflight: deque[tuple[_ChunkMeta, Future | ChunkResult] | _SourceEnd] = deque()
+        for item in stream:
+            if isinstance(item, _SourceEnd):
+                inflight.append(item)
+            else:
+                src, chunk = item
+                meta = _ChunkMeta(src, chunk.first_line + chunk.data.count(b"\n") + len(chunk.oversized),
+                                  tail_hash(chunk.data) if chunk.data else "")
+                if executor is None:
+                    inflight.append((meta, parse_chunk(self.ctx, chunk)))
+                elif remote_ctx:  # a caller's executor (e.g. Dask): send the context along
+                    inflight.append((meta, executor.submit(parse_chunk, self.ctx, chunk)))
+                else:
+                    inflight.append((meta, executor.submit(parse_chunk_in_worker, chunk)))
+            while len(inflight) > max_inflight or (inflight and _ready(inflight[0])):
+                self._consume(inflight.popleft(), commit_events, progress)
+        while inflight:
+            self._consume(inflight.popleft(), commit_events, progress)
+        if self.pending.events or self.pending.rejected or self.pending.ledger:
+            self._commit()
+
+    def _consume(self, item: tuple[_ChunkMeta, Future | ChunkResult] | _SourceEnd, commit_events: int,
+                 progress: ProgressFn | None) -> None:
+        if isinstance(item, _SourceEnd):
+            self._source_end(item)
+            return
+        meta, fut = item
+        res: ChunkResult = fut.result() if isinstance(fut, Future) else fut
+        r = self.result
+        r.lines += res.lines
+        r.blank += res.blank
+        r.bytes += res.bytes
+        src = meta.source
+        self.source_lines[src.key] += res.lines
+        if res.table is not None:
+            self.pending.tables.append(res.table)
+            self.pending.events += res.table.num_rows
+        self.pending.rejected.extend(res.rejected)
+        self._note_position(src, res.end_offset, meta.next_line, meta.tail, done=False)
+        if progress is not None:
+            progress(r.bytes, r.lines)
+        if self.pending.events >= commit_events:
+            self._commit()
+
+    def _note_position(self, src: Source, offset: int, line: int, tail: str, *, done: bool) -> None:
+        if src.trackable:
+            self.pending.ledger[src.key] = LedgerEntry(key=src.key, size=src.size, mtime=src.mtime,
+                                                       offset=offset, line=line, tail=tail, done=done)
+
+    def _source_end(self, end: _SourceEnd) -> None:
+        src = end.source
+        lines = self.source_lines.get(src.key, 0)
+        existing = next((s for s in self.result.sources if s.source == src.display), None)
+        if existing:
+            self.result.sources.remove(existing)
+        if end.error:
+            status = SourceStatus(src.display, "failed", lines, end.error)
+        else:
+            status = SourceStatus(src.display, existing.status if existing else "ingested", lines,
+                                  existing.detail if existing else "")
+        self.result.sources.append(status)
+        # A truncated stream counts as done: its readable part is in, its tail rejected.
+        # Any other read failure leaves the ledger where the last good chunk ended,
+        # so the next run retries the source.
+        if end.error and "truncated" not in end.error:
+            return
+        last = self.pending.ledger.get(src.key) or self.ledger.get(src.key)
+        if last is not None:
+            self._note_position(src, last.offset, last.line, last.tail, done=True)
+        else:  # an empty source
+            self._note_position(src, 0, 1, "", done=True)
+
+    def _commit(self) -> None:
+        p = self.pending
+        self.pending = _Pending()
+        commit_id = f"{self.result.batch_id}-{self.seq:04d}"
+        self.seq += 1
+        c = self.lake.begin(commit_id)
+        if p.tables:
+            df = pl.from_arrow(pa.concat_tables(p.tables))
+            assert isinstance(df, pl.DataFrame)
+            kept, dups = self.dedup.filter_new(df)
+            for t, n in dups.items():
+                self.result.tenant(t).duplicates += n
+                self.result.duplicates += n
+            new_keys = self._write_events(c, kept)
+        else:
+            new_keys = {}
+        self._write_rejected(c, p.rejected)
+        for t, keys in new_keys.items():
+            self.dedup.stage(c, t, keys)
+        ledger_entries = list(p.ledger.values())
+        state = {f"_state/ledger/{commit_id}.ndjson": Ledger.encode(ledger_entries)} if ledger_entries else {}
+        self.lake.commit(c, state)
+        for t, keys in new_keys.items():
+            self.dedup.add(t, keys)
+        self.ledger.update(ledger_entries)
+        self.result.commits += 1
+        self.result.files_written += sum(1 for f in c.files if f.relpath.startswith("events/"))
+
+    def _write_events(self, c: Commit, df: pl.DataFrame) -> dict[str, pl.Series]:
+        new_keys: dict[str, pl.Series] = {}
+        if df.height == 0:
+            return new_keys
+        df = df.sort(["tenant_id", "date", "timestamp", "event_id"], maintain_order=True)
+        columns = EVENT_SCHEMA.names
+        for (tenant, day), part in df.partition_by(["tenant_id", "date"], as_dict=True,
+                                                   maintain_order=True).items():
+            name = f"part-{c.commit_id}-0.parquet"
+            table = part.select(columns).to_arrow().cast(EVENT_SCHEMA)
+            c.write_parquet(Lake.events_rel(tenant, day, name), table)
+            stats = self.result.tenant(tenant)
+            stats.accepted += part.height
+            stats.partitions.add(str(day))
+            self.result.accepted += part.height
+        for (tenant,), part in df.select("tenant_id", "_key").partition_by(
+                "tenant_id", as_dict=True, maintain_order=True).items():
+            new_keys[tenant] = part.get_column("_key")
+        return new_keys
+
+    def _write_rejected(self, c: Commit, rejected: list[Rejected]) -> None:
+        if not rejected:
+            return
+        day = self.now.date().isoformat()
+        received = self.now.isoformat().replace("+00:00", "Z")
+        by_bucket: dict[str, list[bytes]] = {}
+        for rej in rejected:
+            rec = rej.to_record(self.result.batch_id, received)
+            by_bucket.setdefault(rej.tenant_bucket, []).append(orjson.dumps(rec))
+            stats = self.result.tenant(rej.tenant_bucket)
+            stats.rejected += 1
+            for code in dict.fromkeys(r.code for r in rej.reasons):
+                stats.rejected_by_reason[code] += 1
+            self.result.rejected += 1
+        for bucket, lines in by_bucket.items():
+            c.write_bytes(Lake.rejected_rel(bucket, day, f"{c.commit_id}.ndjson"), b"\n".join(lines) + b"\n")
+
+
+def _ready(item: Any) -> bool:
+    if isinstance(item, _SourceEnd):
+        return True
+    fut = item[1]
+    return not isinstance(fut, Future) or fut.done()
+
+
+__all__ = ["ingest", "IngestResult", "TenantStats", "SourceStatus", "build_context", "epoch_day_to_date"]

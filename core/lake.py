@@ -1,0 +1,285 @@
+"""The lake: every path, and every write.
+
+Layout (plain Hive-partitioned Parquet that DuckDB, Polars, Spark or Athena
+read without erp)::
+
+    <root>/events/tenant_id=<t>/date=<YYYY-MM-DD>/part-<commit>-<n>.parquet
+    <root>/_rejected/tenant_id=<t>/date=<ingest date>/<commit>.ndjson
+    <root>/rollups/<table>/tenant_id=<t>/date=<YYYY-MM-DD>/...
+    <root>/_state/...                  ledgers, dedup index, commit intents
+    <root>/_staging/<commit>/...       files being written (never read)
+
+Writes are atomic from a reader's view. A commit stages every file under
+``_staging/<commit>/``, then writes its intent (``_state/commits/<commit>.json``,
+itself atomically), then moves each file into place and deletes the intent.
+A crash before the intent leaves only staging garbage (removed by the next
+run, whose ledger has not advanced, so it redoes the work); a crash after it is
+rolled forward by the next run. Either way nothing is half-visible, lost or
+doubled.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import posixpath
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from erp.core.errors import LakeError
+from erp.core.tenants import tenant_partition
+
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True,
+                       write_statistics=True)
+
+
+def new_batch_id() -> str:
+    """A unique id that sorts in commit order: ``20261124T200501123456Z-3f9a1c2b``.
+
+    Always the wall clock (never an injected ingest time): ledger files are
+    replayed in the order of these ids."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
+
+
+@dataclass
+class StagedFile:
+    relpath: str  # final path relative to the lake root
+    nbytes: int
+
+
+@dataclass
+class Commit:
+    """Files staged for one atomic commit."""
+
+    lake: "Lake"
+    commit_id: str
+    files: list[StagedFile] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+
+    def _staged(self, relpath: str) -> str:
+        return self.lake.path("_staging", self.commit_id, relpath)
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        path = self._staged(relpath)
+        with self.lake.writing(path):
+            self.lake.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            with self.lake.fs.open(path, "wb") as f:
+                f.write(data)
+        self.files.append(StagedFile(relpath, len(data)))
+
+    def write_parquet(self, relpath: str, table: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, **PARQUET_OPTIONS)
+        self.write_bytes(relpath, buf.getvalue())
+
+    def delete_on_commit(self, relpath: str) -> None:
+        self.deletes.append(relpath)
+
+
+class Lake:
+    """A lake root on any fsspec filesystem (local folder by default)."""
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = root
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        except (ImportError, ValueError) as exc:
+            raise LakeError(f"cannot open lake {root!r}: {exc}", path=root,
+                            hint="use a folder or a URL such as s3://bucket/prefix") from exc
+        self.root = self.root.rstrip("/") or "/"
+        self.is_local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
+                                   else (self.fs.protocol,))
+        if self.is_local:
+            self.root = os.path.abspath(self.root)
+
+    # --- paths (tenant segments only through tenant_partition) ---------------------
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def events_dir(self, tenant: str | None = None, day: date | str | None = None) -> str:
+        parts = ["events"]
+        if tenant is not None:
+            parts.append(tenant_partition(tenant))
+            if day is not None:
+                parts.append(f"date={day}")
+        return self.path(*parts)
+
+    @staticmethod
+    def events_rel(tenant: str, day: date | str, name: str) -> str:
+        return posixpath.join("events", tenant_partition(tenant), f"date={day}", name)
+
+    @staticmethod
+    def rejected_rel(tenant_bucket: str, day: date | str, name: str) -> str:
+        return posixpath.join("_rejected", tenant_partition(tenant_bucket), f"date={day}", name)
+
+    def state(self, *parts: str) -> str:
+        return self.path("_state", *parts)
+
+    # --- writes ----------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self, path: str) -> Iterator[None]:
+        """Turn storage errors into a LakeError that says what to do."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise LakeError(f"no space left on the device while writing {path}", path=path,
+                                hint="free some disk space and run the same command again; "
+                                     "nothing was committed from the interrupted step") from exc
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise LakeError(f"permission denied writing {path}", path=path,
+                                hint="check that the lake folder is writable by this user") from exc
+            raise LakeError(f"cannot write {path}: {exc}", path=path) from exc
+
+    def begin(self, commit_id: str) -> Commit:
+        return Commit(self, commit_id)
+
+    def commit(self, c: Commit, state_files: dict[str, bytes] | None = None) -> None:
+        """Make every staged file visible, atomically per file, all-or-nothing per run.
+
+        ``state_files`` are small files (ledger, index) staged with the commit.
+        """
+        for rel, data in (state_files or {}).items():
+            c.write_bytes(rel, data)
+        intent = {"commit": c.commit_id, "files": [f.relpath for f in c.files], "deletes": c.deletes}
+        self.durable_barrier()
+        self.write_atomic(self.state("commits", f"{c.commit_id}.json"),
+                          json.dumps(intent).encode())
+        self.durable_barrier()
+        self._roll_forward(intent)
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        with self.writing(path):
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            if self.is_local:
+                tmp = f"{path}.tmp-{os.getpid()}"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            else:  # an object PUT is atomic
+                with self.fs.open(path, "wb") as f:
+                    f.write(data)
+
+    def _roll_forward(self, intent: dict[str, Any]) -> None:
+        cid = intent["commit"]
+        for rel in intent["files"]:
+            src, dst = self.path("_staging", cid, rel), self.path(rel)
+            with self.writing(dst):
+                if self.fs.exists(src):
+                    self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+                    if self.is_local:
+                        os.replace(src, dst)
+                    else:
+                        self.fs.mv(src, dst)
+                elif not self.fs.exists(dst):
+                    raise LakeError(f"commit {cid}: staged file {rel} is missing", path=src,
+                                    hint="the staging folder was changed by hand; restore it or "
+                                         "delete the commit intent and re-run with the input")
+        for rel in intent.get("deletes", []):
+            p = self.path(rel)
+            if self.fs.exists(p):
+                self.fs.rm(p)
+        self.durable_barrier()
+        self.fs.rm(self.state("commits", f"{cid}.json"))
+        self._rm_tree(self.path("_staging", cid))
+
+    def _rm_tree(self, path: str) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    def durable_barrier(self) -> None:
+        """Flush what was written so far to stable storage (local disks only;
+        an object store's PUT is durable when it returns)."""
+        if self.is_local:
+            os.sync()
+
+    def recover(self) -> list[str]:
+        """Finish interrupted commits and drop abandoned staging. Returns the
+        ids of the commits rolled forward."""
+        done: list[str] = []
+        cdir = self.state("commits")
+        if self.fs.exists(cdir):
+            for p in sorted(self.fs.ls(cdir, detail=False)):
+                if not p.endswith(".json"):
+                    continue
+                with self.fs.open(p, "rb") as f:
+                    intent = json.loads(f.read())
+                self._roll_forward(intent)
+                done.append(intent["commit"])
+        sdir = self.path("_staging")
+        if self.fs.exists(sdir):
+            for p in self.fs.ls(sdir, detail=False):
+                self._rm_tree(p)
+        return done
+
+    @contextmanager
+    def lock(self, name: str = "ingest") -> Iterator[None]:
+        """One writer at a time (an advisory file lock on local lakes; on object
+        stores run one writer per lake, e.g. one cron entry)."""
+        if not self.is_local:
+            yield
+            return
+        import fcntl
+
+        path = self.state(f"{name}.lock")
+        with self.writing(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + 0.5
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LakeError(f"another erp {name} is running on this lake", path=path,
+                                        hint="wait for it to finish; cron entries should not overlap "
+                                             "(use flock(1) or a longer interval)") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def list_files(self, path: str, suffix: str = "") -> list[str]:
+        if not self.fs.exists(path):
+            return []
+        return sorted(p for p in self.fs.find(path) if p.endswith(suffix))
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as f:
+            return f.read()
+
+    def event_partitions(self, tenant: str | None = None) -> list[tuple[str, str]]:
+        """(tenant, date) for every events partition present."""
+        out = []
+        base = self.events_dir()
+        if not self.fs.exists(base):
+            return out
+        tenants = [tenant] if tenant else [p.rsplit("tenant_id=", 1)[1]
+                                            for p in self.fs.ls(base, detail=False)
+                                            if "tenant_id=" in p]
+        for t in sorted(tenants):
+            tdir = self.events_dir(t)
+            if not self.fs.exists(tdir):
+                continue
+            for p in sorted(self.fs.ls(tdir, detail=False)):
+                if "date=" in p:
+                    out.append((t, p.rsplit("date=", 1)[1]))
+        return out

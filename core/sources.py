@@ -1,0 +1,244 @@
+"""Inputs: files, folders, globs, stdin, gzip and fsspec URLs, read as
+line-aligned chunks of bounded size."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from typing import IO, Any, Iterator
+
+import fsspec
+
+from erp.core.errors import InputError
+from erp.core.events import Chunk
+
+#: File names a folder is searched for (recursively); hidden files are skipped.
+INPUT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".log", ".log.gz")
+
+
+@dataclass
+class Source:
+    """One input stream. ``key`` identifies it in the input ledger."""
+
+    key: str
+    display: str
+    size: int | None = None
+    mtime: float | None = None
+    stream: IO[bytes] | None = None  # stdin
+    storage_options: dict[str, Any] | None = None
+
+    @property
+    def compressed(self) -> bool:
+        return self.key.endswith(".gz")
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.key
+
+    @property
+    def trackable(self) -> bool:
+        """Whether the ledger can recognise this input next time."""
+        return self.stream is None
+
+
+def expand_inputs(inputs: list[str], *, stdin: IO[bytes] | None = None,
+                  storage_options: dict[str, Any] | None = None) -> list[Source]:
+    """Resolve command-line inputs into sources, in a stable order.
+
+    Raises InputError for an input that matches nothing.
+    """
+    out: list[Source] = []
+    seen: set[str] = set()
+
+    def add(src: Source) -> None:
+        if src.key not in seen:
+            seen.add(src.key)
+            out.append(src)
+
+    for item in inputs:
+        if item == "-":
+            if stdin is None:
+                raise InputError("'-' given but no standard input is available", path="-")
+            add(Source(key="-", display="<stdin>", stream=stdin))
+            continue
+        if "://" in item:
+            for src in _expand_url(item, storage_options or {}):
+                add(src)
+            continue
+        if any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            files = [m for m in matches if os.path.isfile(m)]
+            if not files:
+                raise InputError(f"no files match {item!r}", path=item,
+                                 hint="check the pattern; quote it so the shell does not expand it")
+            for m in files:
+                add(_local(m))
+            continue
+        if os.path.isdir(item):
+            found = []
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith(".") and name.endswith(INPUT_SUFFIXES):
+                        found.append(os.path.join(root, name))
+            for m in found:
+                add(_local(m))
+            continue
+        if os.path.isfile(item):
+            add(_local(item))
+            continue
+        raise InputError(f"input not found: {item}", path=item,
+                         hint="give files, folders, globs, '-' for stdin, or URLs such as s3://bucket/key")
+    return out
+
+
+def _local(path: str) -> Source:
+    ap = os.path.abspath(path)
+    try:
+        st = os.stat(ap)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", path=path) from exc
+    return Source(key=ap, display=path, size=st.st_size, mtime=st.st_mtime)
+
+
+def _expand_url(url: str, storage_options: dict[str, Any]) -> list[Source]:
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"cannot open {url}: {exc}", path=url) from exc
+    protocol = url.split("://", 1)[0]
+    try:
+        if any(ch in path for ch in "*?["):
+            paths = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            paths = sorted(p for p in fs.find(path) if p.endswith(INPUT_SUFFIXES)
+                           and not posix_basename(p).startswith("."))
+        else:
+            paths = [path]
+        out = []
+        for p in paths:
+            info = fs.info(p)
+            mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+            if hasattr(mtime, "timestamp"):
+                mtime = mtime.timestamp()
+            key = f"{protocol}://{p}"
+            out.append(Source(key=key, display=key, size=info.get("size"),
+                              mtime=float(mtime) if mtime else None, storage_options=storage_options))
+    except FileNotFoundError as exc:
+        raise InputError(f"input not found: {url}", path=url) from exc
+    except OSError as exc:
+        raise InputError(f"cannot list {url}: {exc}", path=url) from exc
+    if not out:
+        raise InputError(f"no files match {url}", path=url)
+    return out
+
+
+def posix_basename(p: str) -> str:
+    return p.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _open(src: Source) -> IO[bytes]:
+    if src.stream is not None:
+        return src.stream
+    if src.is_url:
+        f = fsspec.open(src.key, "rb", **(src.storage_options or {})).open()
+    else:
+        f = open(src.key, "rb")
+    if src.compressed:
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    return f
+
+
+class SourceReadError(Exception):
+    """Raised (after the readable chunks) when a source fails mid-way."""
+
+
+def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_offset: int = 0,
+                start_line: int = 1) -> Iterator[Chunk]:
+    """Yield line-aligned chunks. Offsets count bytes of the (decompressed) stream.
+
+    A line longer than the chunk size and ``max_line_bytes`` is not held in
+    memory whole: its head is kept and it is reported in ``Chunk.oversized``.
+    A stream that breaks off (truncated gzip) yields what it had, the last
+    partial line flagged ``truncated``, then raises ``SourceReadError``.
+    """
+    limit = max(chunk_bytes, max_line_bytes) + 1
+    keep = min(limit, 16 * 1024 * 1024)
+    try:
+        f = _open(src)
+    except OSError as exc:
+        raise SourceReadError(f"cannot open: {exc.strerror or exc}") from exc
+    offset = 0
+    line = start_line
+    carry = b""
+    try:
+        if start_offset:
+            _skip(f, start_offset)
+            offset = start_offset
+        while True:
+            try:
+                block = f.read(chunk_bytes)
+            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+                if carry:
+                    yield Chunk(src.display, line, carry, offset + len(carry), truncated=True)
+                raise SourceReadError(_describe(exc)) from exc
+            if not block:
+                if carry:
+                    yield Chunk(src.display, line, carry, offset + len(carry))
+                return
+            buf = carry + block if carry else block
+            cut = buf.rfind(b"\n")
+            if cut == -1:
+                if len(buf) <= limit:
+                    carry = buf
+                    continue
+                # an oversized line: keep its head, skip to its end
+                head = buf[:keep]
+                total = len(buf)
+                while True:
+                    nxt = f.read(chunk_bytes)
+                    if not nxt:
+                        rest = b""
+                        break
+                    nl = nxt.find(b"\n")
+                    if nl != -1:
+                        total += nl + 1
+                        rest = nxt[nl + 1:]
+                        break
+                    total += len(nxt)
+                offset += total
+                yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total)])
+                line += 1
+                carry = rest
+                continue
+            data = buf[:cut + 1]
+            carry = buf[cut + 1:]
+            offset += len(data)
+            yield Chunk(src.display, line, data, offset)
+            line += data.count(b"\n")
+    finally:
+        if src.stream is None:
+            f.close()
+
+
+def _skip(f: IO[bytes], n: int) -> None:
+    if hasattr(f, "seekable") and f.seekable() and not isinstance(f, gzip.GzipFile):
+        f.seek(n)
+        return
+    left = n
+    while left:
+        got = f.read(min(left, 8 * 1024 * 1024))
+        if not got:
+            raise SourceReadError(f"input is shorter than the {n} bytes already ingested")
+        left -= len(got)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the gzip stream is truncated (it ended before its end marker)"
+    if isinstance(exc, (gzip.BadGzipFile, zlib.error)):
+        return f"not a valid gzip stream: {exc}"
+    return f"read error: {exc}"
