@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import polars as pl
+
 #: Cache size for parsed user agents; when full it is cleared (cheap, bounded).
 UA_CACHE_SIZE = 50_000
 
@@ -69,6 +71,10 @@ def anonymize_ip(ip: str) -> str | None:
     hit = _ip_cache.get(ip, False)
     if hit is not False:
         return hit  # type: ignore[return-value]
+    parts = ip.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0")
+                               for p in parts):
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0"  # the common case, without the cache
     try:
         addr = ipaddress.ip_address(ip.strip())
     except ValueError:
@@ -84,37 +90,40 @@ def anonymize_ip(ip: str) -> str | None:
     return out
 
 
-def page_path(url: str) -> str:
-    """The path of a URL without query or fragment: ``https://a.com/x?y`` -> ``/x``."""
-    rest = url
-    scheme_end = rest.find("://")
-    if scheme_end != -1:
-        rest = rest[scheme_end + 3:]
-        slash = rest.find("/")
-        rest = rest[slash:] if slash != -1 else "/"
-    for sep in ("?", "#"):
-        cut = rest.find(sep)
-        if cut != -1:
-            rest = rest[:cut]
-    return rest or "/"
+# --- vectorized (Polars) enrichment -------------------------------------------------
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 
 
-def referrer_domain(url: str) -> str | None:
-    """The host of a referrer URL, lowercased, without ``www.`` and port."""
-    scheme_end = url.find("://")
-    if scheme_end == -1:
-        return None
-    host = url[scheme_end + 3:]
-    for sep in ("/", "?", "#"):
-        cut = host.find(sep)
-        if cut != -1:
-            host = host[:cut]
-    host = host.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        host = host.split("]", 1)[0] + "]"
-    else:
-        host = host.split(":", 1)[0]
-    host = host.lower()
-    if host.startswith("www."):
-        host = host[4:]
-    return host or None
+def anonymize_ipv4_expr(col: pl.Expr) -> pl.Expr:
+    """IPv4 text -> its /24 network address; null for anything else."""
+    return pl.when(col.str.contains(_IPV4)).then(col.str.replace(r"\.\d+$", ".0"))
+
+
+def page_path_expr(col: pl.Expr) -> pl.Expr:
+    """The path of a URL without query or fragment: ``https://a.com/x?y`` -> ``/x``;
+    ``/`` for a bare host."""
+    path = col.str.extract(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)", 1)
+    return pl.when(col.is_null()).then(None).when(path == "").then(pl.lit("/")).otherwise(path)
+
+
+def referrer_domain_expr(col: pl.Expr) -> pl.Expr:
+    """The host of a URL, lowercased, without ``www.``, user info or port."""
+    host = col.str.extract(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)", 1) \
+        .str.to_lowercase().str.replace(r"^www\.", "")
+    return pl.when(host == "").then(None).otherwise(host)
+
+
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+
+
+def strip_keys_expr(col: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
+    """Remove ``"key": <string or null>`` members from JSON object text.
+
+    Inside a JSON string every quote is escaped, so the patterns cannot match
+    there. Keys spelled with escapes (``"\\u0069p"``) are not seen by this:
+    callers route text containing a backslash through a real JSON parser."""
+    names = "|".join(keys)
+    member = rf'"(?:{names})"\s*:\s*(?:{_JSON_STRING}|null)'
+    return col.str.replace_all(rf",\s*{member}", "").str.replace_all(rf"{member}\s*,?\s*", "")

@@ -35,7 +35,6 @@ import bisect
 import gzip
 import io
 import itertools
-import math
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -53,8 +52,8 @@ __all__ = ["GenerateResult", "generate_events", "tenant_names", "DIRTY_KINDS"]
 
 _NAMED_TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
 _DAY_MS = 86_400_000
-_BATCH_EVENTS = 1_024  # records stamped and serialised together (small stays cache-hot)
-_SLOT_EVENTS = 1_024  # at most this many events are built per time slot
+_BATCH_EVENTS = 512  # records stamped and serialised together (small stays cache-hot)
+_SLOT_EVENTS = 512  # at most this many events are built per time slot
 _WRITE_BYTES = 8 << 20  # bytes gathered before each write
 _DUMPS = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
@@ -269,6 +268,10 @@ def _apportion(total: int, weights: list[float]) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
+#: A session: anonymous_id, session_id, metadata, events as (event_type, user_id, properties).
+_Session = tuple[str, str, dict[str, str], list[tuple[str, str | None, dict[str, Any]]]]
+
+
 class _Visitor:
     __slots__ = ("anonymous_id", "user_id", "last_day", "meta", "ua_kind")
 
@@ -284,7 +287,8 @@ class _Visitor:
 class _Tenant:
     """One tenant's state across days: its visitors and catalogue."""
 
-    def __init__(self, name: str, index: int, rnd: random.Random, days: int) -> None:
+    def __init__(self, name: str, index: int, rnd: random.Random, start: date, days: int
+                 ) -> None:
         self.name = name
         self.index = index
         self.base_url = f"https://{name}.example.com"
@@ -293,6 +297,8 @@ class _Tenant:
         self.currency = "EUR" if self.tz_ms in (3_600_000, 7_200_000, 0) else "USD"
         self.days = days
         self.visitors: list[_Visitor] = []
+        self.remaining = 0  # events still to write for this tenant
+        self.carry = 0  # events written beyond the plan so far
         self.sdk_offset = rnd.randrange(3)
         # A shop of 40-120 products with log-normal prices.
         self.products = []
@@ -302,8 +308,10 @@ class _Tenant:
             self.products.append((f"sku-{index:03d}-{p:04d}", pname, price))
         # Weekly seasonality, a growth trend and some day-to-day noise.
         growth = rnd.uniform(-0.15, 0.6)
+        first_weekday = start.weekday()
         self.day_weights = [
-            _WEEKDAY_WEIGHTS[d % 7] * (1 + growth * d / max(days, 1)) * rnd.lognormvariate(0, 0.08)
+            _WEEKDAY_WEIGHTS[(first_weekday + d) % 7] * (1 + growth * d / days)
+            * rnd.lognormvariate(0, 0.08)
             for d in range(days)
         ]
         self.pages = self._pages()
@@ -325,8 +333,7 @@ class _World:
         self.days = days
         self.start_ms = int(datetime(start.year, start.month, start.day,
                                      tzinfo=timezone.utc).timestamp() * 1000)
-        self.start_weekday = start.weekday()
-        self.tenants = [_Tenant(n, i, rnd, days) for i, n in enumerate(names)]
+        self.tenants = [_Tenant(n, i, rnd, start, days) for i, n in enumerate(names)]
 
     # -- visitors ----------------------------------------------------------
 
@@ -370,14 +377,11 @@ class _World:
     # -- one day -----------------------------------------------------------
 
     def day_events(self, tenant: _Tenant, day: int, budget: int
-                   ) -> Iterator[tuple[list[list[dict[str, Any]]], list[int]]]:
-        """Yield ``tenant``'s ``budget`` events on ``day`` as ``(sessions, starts)``
-        for one time slot after another: each session is its list of records,
-        ``starts`` the sessions' start times (epoch ms, ascending). Records still
-        lack ``event_id`` and ``timestamp`` (``None`` keeps the field order).
+                   ) -> Iterator[tuple[list[_Session], list[int]]]:
+        """Yield about ``budget`` events of ``tenant`` on ``day`` as
+        ``(sessions, starts)``, one time slot after another; ``starts`` are the
+        sessions' start times (epoch ms, ascending).
         """
-        if budget <= 0:
-            return
         rnd = self.rnd
         rand = rnd.random
         active = [v for v in tenant.visitors if v.last_day >= day]
@@ -390,57 +394,65 @@ class _World:
         for hour, hour_budget in enumerate(hour_budgets):
             # Busy hours are cut into equal slots so few records are alive at once.
             n_slots = -(-hour_budget // _SLOT_EVENTS)
-            slot_len = 3_600_000 // max(n_slots, 1)
-            for slot, left in enumerate(_apportion(hour_budget, [1.0] * n_slots)):
-                sessions: list[list[dict[str, Any]]] = []
-                while left > 0:
+            if n_slots <= 1:
+                slot_budgets, slot_len = [hour_budget], 3_600_000
+            else:
+                slot_budgets = _apportion(hour_budget, [1.0] * n_slots)
+                slot_len = 3_600_000 // n_slots
+            for slot, planned in enumerate(slot_budgets):
+                # Sessions run to their natural length: what a slot overshoots
+                # its plan by comes off the next slots (``carry``); only the
+                # tenant's last session is cut, to hit its total exactly.
+                left = planned - tenant.carry
+                sessions: list[_Session] = []
+                while left > 0 and tenant.remaining > 0:
                     visitor = self._pick_visitor(tenant, day, active)
-                    steps = self._session(tenant, visitor, left)
-                    sessions.append(steps)
-                    left -= len(steps)
-                slot_ms = day_ms + hour * 3_600_000 + slot * slot_len
-                yield sessions, sorted([slot_ms + int(rand() * slot_len) for _ in sessions])
+                    session = self._session(tenant, visitor, tenant.remaining)
+                    sessions.append(session)
+                    left -= len(session[3])
+                    tenant.remaining -= len(session[3])
+                tenant.carry = -left if left < 0 else 0
+                if sessions:
+                    slot_ms = day_ms + hour * 3_600_000 + slot * slot_len
+                    yield sessions, sorted([slot_ms + int(rand() * slot_len) for _ in sessions])
 
-    def _session(self, tenant: _Tenant, v: _Visitor, limit: int) -> list[dict[str, Any]]:
-        """One session's records (1..limit of them), in order."""
+    def _session(self, tenant: _Tenant, v: _Visitor, limit: int) -> _Session:
+        """One session: 1..limit events ``(event_type, user_id, properties)``, in order."""
         rnd = self.rnd
         rand = rnd.random
-        out: list[dict[str, Any]] = []
-        name = tenant.name
+        out: list[tuple[str, str | None, dict[str, Any]]] = []
         pages = tenant.pages
         n_pages = len(pages)
         base = tenant.base_url
-        meta = v.meta
-        aid = v.anonymous_id
         uid = v.user_id
         sid = f"ses_{rnd.getrandbits(64):016x}"
         bot = v.ua_kind == "bot"
 
         def record(event_type: str, props: dict[str, Any]) -> None:
-            out.append({"event_id": None, "tenant_id": name, "event_type": event_type,
-                        "timestamp": None, "user_id": uid, "anonymous_id": aid,
-                        "session_id": sid, "properties": props, "metadata": meta})
+            out.append((event_type, uid, props))
 
         ref = _REFERRERS[bisect.bisect_right(_REF_CUM, rand() * _REF_CUM[-1])][0]
         path, title = pages[0] if rand() < 0.35 else pages[int(rand() * n_pages)]
-        url = f"{base}{path}{_UTM.get(ref, '') if ref and rand() < 0.4 else ''}"
-        record("page_view", {"page_url": url, "referrer": ref, "title": title})
+        utm = _UTM.get(ref, "") if ref and rand() < 0.4 else ""
+        record("page_view", {"page_url": f"{base}{path}{utm}", "referrer": ref, "title": title})
         # Session length: geometric; bots crawl longer runs of page views only.
         target = min(limit, 1 + int(rnd.expovariate(1 / (6.0 if bot else 4.2))))
         did_cart = did_conversion = False
         while len(out) < target:
             r = rand()
             if bot:
-                r = 1.0
-            elif uid is None:
+                path, title = pages[int(rand() * n_pages)]
+                record("page_view", {"page_url": base + path, "referrer": None, "title": title})
+                continue
+            if uid is None:
                 if r < 0.035 and limit - len(out) >= 2:
                     # Sign up, then land on the welcome page as the new user.
                     uid = v.user_id = f"usr_{tenant.index:03d}{rnd.getrandbits(48):012x}"
                     method = _SIGNUP_METHODS[bisect.bisect_right(
                         _SIGNUP_CUM, rand() * _SIGNUP_CUM[-1])][0]
                     record("signup", {"method": method, "plan": "free"})
-                    url = f"{base}/welcome"
-                    record("page_view", {"page_url": url, "referrer": None,
+                    path = "/welcome"
+                    record("page_view", {"page_url": base + path, "referrer": None,
                                          "title": f"Welcome to {tenant.brand}"})
                     continue
             elif not did_cart and r < 0.11:
@@ -481,9 +493,8 @@ class _World:
                 record("search", {"query": q, "results": int(rand() * 40)})
             else:
                 path, title = pages[int(rand() * n_pages)]
-                url = base + path
-                record("page_view", {"page_url": url, "referrer": None, "title": title})
-        return out
+                record("page_view", {"page_url": base + path, "referrer": None, "title": title})
+        return v.anonymous_id, sid, v.meta, out
 
 
 # ---------------------------------------------------------------------------
@@ -521,7 +532,8 @@ def _corrupt(rnd: random.Random, record: dict[str, Any], line: bytes, previous: 
         return line.replace(b'"event_type":"', b'"event_type":"\xff\xfe', 1)
     if kind == 5:  # far-future timestamp
         bad = dict(record)
-        bad["timestamp"] = "2099-" + record["timestamp"][5:]
+        stamp = record["timestamp"]
+        bad["timestamp"] = "2099" + (stamp[4:] if stamp[5:10] != "02-29" else "-02-28" + stamp[10:])
         return _DUMPS(bad, option=_NEWLINE)
     return previous[int(rnd.random() * len(previous))]  # exact duplicate
 
@@ -557,6 +569,7 @@ def generate_events(
     block.
     """
     _check("events", isinstance(events, int) and events >= 0, "events must be an integer >= 0")
+    _check("seed", isinstance(seed, int) and seed >= 0, "seed must be an integer >= 0")
     _check("tenants", isinstance(tenants, int) and 1 <= tenants <= 9999,
            "tenants must be an integer between 1 and 9999")
     _check("days", isinstance(days, int) and days >= 1, "days must be an integer >= 1")
@@ -571,7 +584,7 @@ def generate_events(
         try:
             with open(partial, "wb") as raw:
                 if path.suffix == ".gz":
-                    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
+                    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=3,
                                        mtime=0) as gz:
                         written = _write(gz, names, events, days, seed, start, dirty, progress)
                 else:
@@ -599,6 +612,8 @@ def _write(sink: BinaryIO | io.BufferedIOBase, names: list[str], events: int, da
     # Exact events per tenant (Zipf-like), then per tenant per day.
     tenant_totals = _apportion(events, [1.0 / (i + 1) ** 1.1 for i in range(len(names))])
     per_day = [_apportion(total, t.day_weights) for total, t in zip(tenant_totals, world.tenants)]
+    for total, tenant in zip(tenant_totals, world.tenants):
+        tenant.remaining = total
 
     # Dirty lines: exactly round(dirty * events), picked by selection sampling.
     dirty_rnd = random.Random(seed * 7919 + 1)
@@ -612,11 +627,12 @@ def _write(sink: BinaryIO | io.BufferedIOBase, names: list[str], events: int, da
     dumps = _DUMPS
     opt = _NEWLINE
 
-    def emit(records: list[dict[str, Any]], starts: list[int], lengths: list[int]) -> None:
+    def emit(sessions: list[tuple[str, _Session]], starts: list[int], lengths: list[int]
+             ) -> None:
         nonlocal count, to_corrupt, pending_bytes
         # Seconds to minutes between events in a session: an event's time is
         # its session's start plus the running sum of gaps since then.
-        n = len(records)
+        n = sum(lengths)
         lens = np.array(lengths, dtype=np.int64)
         first = np.cumsum(lens) - lens
         gaps = (400 + gap_rng.exponential(28_000.0, n)).astype(np.int64)
@@ -625,10 +641,14 @@ def _write(sink: BinaryIO | io.BufferedIOBase, names: list[str], events: int, da
         stamps = np.repeat(np.array(starts, dtype=np.int64) - running[first], lens) + running
         lines = []
         append = lines.append
-        for record, eid, ts in zip(records, _uuid_strings(ids, n), _iso_ms(stamps)):
-            record["event_id"] = eid
-            record["timestamp"] = ts
-            append(dumps(record, option=opt))
+        event_ids = iter(_uuid_strings(ids, n))
+        iso = iter(_iso_ms(stamps))
+        for tenant_id, (aid, sid, meta, steps) in sessions:
+            for event_type, uid, props in steps:
+                append(dumps({"event_id": next(event_ids), "tenant_id": tenant_id,
+                              "event_type": event_type, "timestamp": next(iso),
+                              "user_id": uid, "anonymous_id": aid, "session_id": sid,
+                              "properties": props, "metadata": meta}, option=opt))
         if to_corrupt:
             remaining = events - count
             for i, line in enumerate(lines):
@@ -642,7 +662,7 @@ def _write(sink: BinaryIO | io.BufferedIOBase, names: list[str], events: int, da
         block = b"".join(lines)
         pending.append(block)
         pending_bytes += len(block)
-        count += len(records)
+        count += n
         if pending_bytes >= _WRITE_BYTES:
             write()
 
@@ -656,19 +676,21 @@ def _write(sink: BinaryIO | io.BufferedIOBase, names: list[str], events: int, da
             if progress is not None:
                 progress(count)
 
-    batch: list[dict[str, Any]] = []
+    batch: list[tuple[str, _Session]] = []
     batch_starts: list[int] = []
     batch_lengths: list[int] = []
+    batch_events = 0
     for day in range(days):
         for tenant, budgets in zip(world.tenants, per_day):
             for sessions, starts in world.day_events(tenant, day, budgets[day]):
-                for steps in sessions:
-                    batch.extend(steps)
-                    batch_lengths.append(len(steps))
+                for session in sessions:
+                    batch.append((tenant.name, session))
+                    batch_lengths.append(len(session[3]))
                 batch_starts.extend(starts)
-                if len(batch) >= _BATCH_EVENTS:
+                batch_events += sum(batch_lengths[-len(sessions):])
+                if batch_events >= _BATCH_EVENTS:
                     emit(batch, batch_starts, batch_lengths)
-                    batch, batch_starts, batch_lengths = [], [], []
+                    batch, batch_starts, batch_lengths, batch_events = [], [], [], 0
     if batch:
         emit(batch, batch_starts, batch_lengths)
     write()

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter, deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any, Callable, Iterator
@@ -26,10 +26,8 @@ import pyarrow as pa
 from erp.core.config import Config
 from erp.core.dedup import DedupIndex
 from erp.core.errors import TenantError
-from erp.core.events import (
-    EVENT_SCHEMA, Chunk, ChunkResult, ParseContext, Rejected, TenantRules, epoch_day_to_date,
-    init_worker, parse_chunk, parse_chunk_in_worker,
-)
+from erp.core.events import EVENT_SCHEMA, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
+from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
 from erp.core.lake import Commit, Lake, new_batch_id
 from erp.core.ledger import Ledger, LedgerEntry, tail_hash
 from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks
@@ -183,7 +181,7 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
 
 def _mp_context() -> Any:
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["erp.core.events"])
+    ctx.set_forkserver_preload(["erp.core.parse"])
     return ctx
 
 
@@ -248,6 +246,9 @@ class _Job:
         self.pending = _Pending()
         self.seq = 0
         self.source_lines: Counter = Counter()
+        self.latest: dict[str, LedgerEntry] = {}  # newest position per source, committed or not
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-commit")
+        self._writing: Future | None = None
 
     def run(self, stream: Iterator[tuple[Source, Chunk] | _SourceEnd], executor: Executor | None, *,
             max_inflight: int, commit_events: int, progress: ProgressFn | None, remote_ctx: bool) -> None:
@@ -271,6 +272,8 @@ class _Job:
             self._consume(inflight.popleft(), commit_events, progress)
         if self.pending.events or self.pending.rejected or self.pending.ledger:
             self._commit()
+        self._wait_writer()
+        self._writer.shutdown()
 
     def _consume(self, item: tuple[_ChunkMeta, Future | ChunkResult] | _SourceEnd, commit_events: int,
                  progress: ProgressFn | None) -> None:
@@ -297,8 +300,9 @@ class _Job:
 
     def _note_position(self, src: Source, offset: int, line: int, tail: str, *, done: bool) -> None:
         if src.trackable:
-            self.pending.ledger[src.key] = LedgerEntry(key=src.key, size=src.size, mtime=src.mtime,
-                                                       offset=offset, line=line, tail=tail, done=done)
+            entry = LedgerEntry(key=src.key, size=src.size, mtime=src.mtime, offset=offset, line=line,
+                                tail=tail, done=done)
+            self.pending.ledger[src.key] = self.latest[src.key] = entry
 
     def _source_end(self, end: _SourceEnd) -> None:
         src = end.source
@@ -317,15 +321,27 @@ class _Job:
         # so the next run retries the source.
         if end.error and "truncated" not in end.error:
             return
-        last = self.pending.ledger.get(src.key) or self.ledger.get(src.key)
+        last = self.latest.get(src.key) or self.ledger.get(src.key)
         if last is not None:
             self._note_position(src, last.offset, last.line, last.tail, done=True)
         else:  # an empty source
             self._note_position(src, 0, 1, "", done=True)
 
     def _commit(self) -> None:
+        """Hand the pending buffer to the writer thread (one commit in flight at a
+        time, so memory stays at two buffers and commits stay in order). Polars
+        and Arrow release the GIL while writing, so parsing goes on meanwhile."""
         p = self.pending
         self.pending = _Pending()
+        self._wait_writer()
+        self._writing = self._writer.submit(self._write_commit, p)
+
+    def _wait_writer(self) -> None:
+        if self._writing is not None:
+            fut, self._writing = self._writing, None
+            fut.result()
+
+    def _write_commit(self, p: _Pending) -> None:
         commit_id = f"{self.result.batch_id}-{self.seq:04d}"
         self.seq += 1
         c = self.lake.begin(commit_id)
@@ -352,24 +368,18 @@ class _Job:
         self.result.files_written += sum(1 for f in c.files if f.relpath.startswith("events/"))
 
     def _write_events(self, c: Commit, df: pl.DataFrame) -> dict[str, pl.Series]:
-        new_keys: dict[str, pl.Series] = {}
         if df.height == 0:
-            return new_keys
-        df = df.sort(["tenant_id", "date", "timestamp", "event_id"], maintain_order=True)
-        columns = EVENT_SCHEMA.names
-        for (tenant, day), part in df.partition_by(["tenant_id", "date"], as_dict=True,
-                                                   maintain_order=True).items():
-            name = f"part-{c.commit_id}-0.parquet"
-            table = part.select(columns).to_arrow().cast(EVENT_SCHEMA)
-            c.write_parquet(Lake.events_rel(tenant, day, name), table)
+            return {}
+        df = df.sort("timestamp", maintain_order=True)
+        c.write_partitioned(df.select(EVENT_SCHEMA.names + ["tenant_id", "date"]), "events", ["tenant_id", "date"])
+        counts = df.group_by("tenant_id", "date").len()
+        for tenant, day, n in counts.iter_rows():
             stats = self.result.tenant(tenant)
-            stats.accepted += part.height
+            stats.accepted += n
             stats.partitions.add(str(day))
-            self.result.accepted += part.height
-        for (tenant,), part in df.select("tenant_id", "_key").partition_by(
-                "tenant_id", as_dict=True, maintain_order=True).items():
-            new_keys[tenant] = part.get_column("_key")
-        return new_keys
+            self.result.accepted += n
+        return {tenant: part.get_column("_key") for (tenant,), part in
+                df.select("tenant_id", "_key").partition_by("tenant_id", as_dict=True).items()}
 
     def _write_rejected(self, c: Commit, rejected: list[Rejected]) -> None:
         if not rejected:
@@ -396,4 +406,4 @@ def _ready(item: Any) -> bool:
     return not isinstance(fut, Future) or fut.done()
 
 
-__all__ = ["ingest", "IngestResult", "TenantStats", "SourceStatus", "build_context", "epoch_day_to_date"]
+__all__ = ["ingest", "IngestResult", "TenantStats", "SourceStatus", "build_context"]

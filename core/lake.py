@@ -82,6 +82,37 @@ class Commit:
         pq.write_table(table, buf, **PARQUET_OPTIONS)
         self.write_bytes(relpath, buf.getvalue())
 
+    def write_partitioned(self, df: "pl.DataFrame", rel_root: str, keys: list[str]) -> list[str]:
+        """Write ``df`` as Hive partitions under ``rel_root`` (key columns go to
+        the path, not the files), one file per partition named
+        ``part-<commit>-0.parquet``. Returns the relative paths staged."""
+        import shutil
+        import tempfile
+
+        import polars as pl
+
+        local = self.lake.path("_staging", self.commit_id) if self.lake.is_local else tempfile.mkdtemp()
+        base = os.path.join(local, rel_root)
+        out: list[str] = []
+        try:
+            with self.lake.writing(base):
+                df.lazy().sink_parquet(pl.PartitionBy(base, key=keys, include_key=False), mkdir=True,
+                                       compression="zstd", compression_level=3, statistics=True)
+                for root, _dirs, files in os.walk(base):
+                    for name in sorted(files):
+                        final = f"part-{self.commit_id}-{len([f for f in files if f < name])}.parquet"
+                        os.replace(os.path.join(root, name), os.path.join(root, final))
+                        rel = posixpath.join(rel_root, os.path.relpath(os.path.join(root, final), base)
+                                             .replace(os.sep, "/"))
+                        out.append(rel)
+                        self.files.append(StagedFile(rel, os.path.getsize(os.path.join(root, final))))
+                if not self.lake.is_local:
+                    self.lake.fs.put(base, self.lake.path("_staging", self.commit_id, rel_root), recursive=True)
+        finally:
+            if not self.lake.is_local:
+                shutil.rmtree(local, ignore_errors=True)
+        return out
+
     def delete_on_commit(self, relpath: str) -> None:
         self.deletes.append(relpath)
 
