@@ -62,6 +62,7 @@ def _run(*, dir: Path, json_out: bool) -> None:
     out.print()
     out.print(table)
     out.print("\nnext steps:")
-    out.print(f"  duckdb -c \"SELECT tenant_id, event_type, count(*) FROM read_parquet("
-              f"'{escape(cfg.settings.lake)}/events/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL\"")
+    out.print(f"  python -c \"import duckdb; duckdb.sql(\\\"SELECT tenant_id, event_type, count(*) FROM "
+              f"read_parquet('{escape(cfg.settings.lake)}/events/**/*.parquet', hive_partitioning=true) "
+              f"GROUP BY ALL ORDER BY ALL\\\").show()\"")
     out.print("  erp generate big.ndjson --events 1000000 && erp ingest big.ndjson --lake " + escape(cfg.settings.lake))

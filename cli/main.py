@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+try:  # recent typer releases vendor click; older ones use the click package
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
 
 from erp.cli import compact, config, demo, generate, ingest, tenants
 from erp.cli._common import EXIT_USER, DebugOpt
@@ -49,12 +53,13 @@ def main() -> None:
     """Console entry point. Usage errors exit 1 (a user problem), like other errors."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_USER)
+        no_args = type(exc).__name__ == "NoArgsIsHelpError"  # `erp` alone: help, not an error
+        sys.exit(0 if no_args else EXIT_USER)
     sys.exit(code or 0)
 
 
