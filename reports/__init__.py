@@ -1,0 +1,1 @@
+"""Report computations: metrics, time series, breakdowns, funnels, cohorts, retention."""
