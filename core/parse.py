@@ -158,8 +158,9 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
         for j in bad_rows:
             i = int(good[j])
             rejected.append(diagnose(ctx, chunk.source, chunk.first_line + i, raw(i)))
-    return ChunkResult(source=chunk.source, end_offset=chunk.end_offset, lines=n_lines, blank=blank,
-                       bytes=len(data), table=table, rejected=rejected)
+    # oversized lines are not in ``data`` but are lines of the input all the same
+    return ChunkResult(source=chunk.source, end_offset=chunk.end_offset, lines=n_lines + len(chunk.oversized),
+                       blank=blank, bytes=len(data), table=table, rejected=rejected)
 
 
 # --- steps 2 and 3: columns, checks, enrichment ----------------------------------------

@@ -179,12 +179,18 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
             _skip(f, start_offset)
             offset = start_offset
         while True:
-            try:
-                block = f.read(chunk_bytes)
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-                if carry:
-                    yield Chunk(src.display, line, carry, offset + len(carry), truncated=True)
-                raise SourceReadError(_describe(exc)) from exc
+            block, error = _read_block(f, chunk_bytes)
+            if error is not None:
+                # the stream broke off: its complete lines are good, the rest is the cut line
+                buf = carry + block
+                cut = buf.rfind(b"\n") + 1
+                if cut:
+                    yield Chunk(src.display, line, buf[:cut], offset + cut)
+                    offset += cut
+                    line += buf.count(b"\n", 0, cut)
+                if cut < len(buf):
+                    yield Chunk(src.display, line, buf[cut:], offset + len(buf) - cut, truncated=True)
+                raise SourceReadError(_describe(error)) from error
             if not block:
                 if carry:
                     yield Chunk(src.display, line, carry, offset + len(carry))
@@ -199,7 +205,11 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                 head = buf[:keep]
                 total = len(buf)
                 while True:
-                    nxt = f.read(chunk_bytes)
+                    nxt, error = _read_block(f, chunk_bytes)
+                    if error is not None:
+                        offset += total + len(nxt)
+                        yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total + len(nxt))])
+                        raise SourceReadError(_describe(error)) from error
                     if not nxt:
                         rest = b""
                         break
@@ -222,6 +232,30 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
     finally:
         if src.stream is None:
             f.close()
+
+
+def _read_block(f: IO[bytes], n: int) -> tuple[bytes, BaseException | None]:
+    """Read up to ``n`` bytes; return them and the error that ended the stream, if any.
+
+    A gzip stream is read in pieces (``read1``): ``GzipFile.read(n)`` raises on a
+    truncated stream and drops everything it decompressed in that call."""
+    if not isinstance(f, gzip.GzipFile):
+        try:
+            return f.read(n), None
+        except (EOFError, zlib.error, OSError) as exc:
+            return b"", exc
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while got < n:
+            piece = f.read1(n - got)
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        return b"".join(parts), exc
+    return b"".join(parts), None
 
 
 def _skip(f: IO[bytes], n: int) -> None:
