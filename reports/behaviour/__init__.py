@@ -1,0 +1,1 @@
+"""Behavioural widget types: funnel, retention, cohort, lifecycle, stickiness (each module registers itself)."""

@@ -1,0 +1,1 @@
+"""Widget types over counts: metric, time_series, table (each module registers itself)."""
