@@ -181,7 +181,7 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
 
 def _mp_context() -> Any:
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["erp.core.parse"])
+    ctx.set_forkserver_preload(["erp.core.workerenv", "erp.core.parse"])
     return ctx
 
 

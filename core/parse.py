@@ -169,6 +169,10 @@ def _times(col: pl.Series) -> pl.Series:
     """Text or epoch-ms text -> epoch microseconds (Int64); null where unparseable."""
     if col.null_count() == col.len():
         return pl.Series(col.name, [None] * col.len(), dtype=pl.Int64)
+    # the common form (what SDKs send: 2026-09-01T10:00:00.123Z) in one pass
+    fast = col.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
+    if fast.null_count() == col.null_count():
+        return fast.dt.epoch("us").rename(col.name)
     norm = col.str.replace(r"[Zz]$", "+00:00")
     numeric = col.str.contains(r"^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$")
     ms = pl.when(numeric).then(col.cast(pl.Float64, strict=False))
