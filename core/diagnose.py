@@ -21,14 +21,15 @@ _US = 1_000_000
 _DAY_US = 86_400 * _US
 
 
-def _bucket_of(raw: bytes, default_tenant: str | None) -> str:
-    if default_tenant:
-        return default_tenant
+def _bucket_of(raw: bytes, ctx: ParseContext) -> str:
+    if ctx.default_tenant:
+        return ctx.default_tenant
     try:
         t = orjson.loads(raw).get("tenant_id")
     except Exception:
         return INVALID_TENANT_BUCKET
-    return t if is_valid_tenant_id(t) else INVALID_TENANT_BUCKET
+    known = ctx.known_tenants is None or t in ctx.known_tenants
+    return t if is_valid_tenant_id(t) and known else INVALID_TENANT_BUCKET
 
 
 def too_large(ctx: ParseContext, source: str, line: int, head: bytes, length: int) -> Rejected:
@@ -39,7 +40,7 @@ def too_large(ctx: ParseContext, source: str, line: int, head: bytes, length: in
 
 
 def truncated(ctx: ParseContext, source: str, line: int, raw: bytes) -> Rejected:
-    return Rejected(_bucket_of(raw, ctx.default_tenant), source, line, raw,
+    return Rejected(_bucket_of(raw, ctx), source, line, raw,
                     [Reason("truncated_input", "the input ended in the middle of this line "
                             "(truncated file or gzip stream)")])
 
@@ -110,7 +111,10 @@ def diagnose(ctx: ParseContext, source: str, line_no: int, raw: bytes) -> Reject
         elif ctx.known_tenants is not None and tenant not in ctx.known_tenants:
             reasons.append(Reason("unknown_tenant", f"tenant {tenant!r} is not in tenants.yaml",
                                   field="tenant_id"))
-    if tenant is not None:
+    # A line is filed under the tenant it names only when that tenant may receive
+    # it: a mismatch stays with the input's tenant (--tenant), an unknown tenant
+    # goes to _invalid, so no input can create or fill another tenant's folder.
+    if tenant is not None and not any(r.code in ("tenant_mismatch", "unknown_tenant") for r in reasons):
         bucket = tenant
 
     et = doc.get("event_type")
@@ -152,6 +156,8 @@ def diagnose(ctx: ParseContext, source: str, line_no: int, raw: bytes) -> Reject
 
     # free-form objects
     props = doc.get("properties")
+    if props is None and "properties" not in bad:
+        props = {}  # an absent object is checked as an empty one, as the fast path does
     if isinstance(props, dict):
         for k, types_ in _HOT_TYPES.items():
             v = props.get(k)
