@@ -167,21 +167,25 @@ class ChunkResult:
 
 # --- per-event-type schemas ---------------------------------------------------------
 
-_VALIDATORS: dict[tuple[str | None, str], Any] = {}
+#: (tenant, event_type) -> (the schema object compiled, its validator). The schema
+#: object is kept and compared by identity, so a process that loads another
+#: config (tests, a long-lived server) never validates against a stale schema.
+_VALIDATORS: dict[tuple[str | None, str], tuple[Any, Any]] = {}
 
 
 def schema_validator(ctx: ParseContext, tenant: str, event_type: str) -> Any:
     """The compiled JSON Schema for a tenant's event type (tenant override first), or None."""
     key = (tenant, event_type)
-    if key not in _VALIDATORS:
-        schema = ctx.schemas.get(key) or ctx.schemas.get((None, event_type))
+    schema = ctx.schemas.get(key) or ctx.schemas.get((None, event_type))
+    cached = _VALIDATORS.get(key)
+    if cached is None or cached[0] is not schema:
         v = None
         if schema is not None:
             import jsonschema_rs
 
             v = jsonschema_rs.validator_for(schema)
-        _VALIDATORS[key] = v
-    return _VALIDATORS[key]
+        cached = _VALIDATORS[key] = (schema, v)
+    return cached[1]
 
 
 def generated_id(tenant: str, raw: bytes) -> str:
