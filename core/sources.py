@@ -211,15 +211,16 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                         yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total + len(nxt))])
                         raise SourceReadError(_describe(error)) from error
                     if not nxt:
-                        rest = b""
+                        rest, newline = b"", 0
                         break
                     nl = nxt.find(b"\n")
                     if nl != -1:
-                        total += nl + 1
-                        rest = nxt[nl + 1:]
+                        total += nl
+                        rest, newline = nxt[nl + 1:], 1
                         break
                     total += len(nxt)
-                offset += total
+                # the line's length excludes its newline (as for lines read whole); the offset includes it
+                offset += total + newline
                 yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total)])
                 line += 1
                 carry = rest
