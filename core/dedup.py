@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -20,26 +21,77 @@ from erp.core.tenants import tenant_partition
 DEDUP_DIR = "dedup"
 
 
+class KeySet:
+    """A set of 16-byte keys as two sorted uint64 arrays (the key's halves).
+
+    Membership is a binary search, so checking a batch against the keys of a
+    large tenant does not rebuild a hash table of everything stored each commit,
+    and adding a batch is one merge. Keys with an equal first half (rare) are
+    checked in full."""
+
+    def __init__(self) -> None:
+        self.hi = np.zeros(0, dtype=np.uint64)
+        self.lo = np.zeros(0, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def contains(self, qhi: np.ndarray, qlo: np.ndarray) -> np.ndarray:
+        if not len(self.hi) or not len(qhi):
+            return np.zeros(len(qhi), dtype=bool)
+        idx = np.searchsorted(self.hi, qhi, "left")
+        at = np.minimum(idx, len(self.hi) - 1)
+        same_hi = self.hi[at] == qhi
+        found = same_hi & (self.lo[at] == qlo)
+        for i in np.flatnonzero(same_hi & ~found):  # other keys sharing the first half
+            end = np.searchsorted(self.hi, qhi[i], "right")
+            found[i] = bool((self.lo[idx[i]:end] == qlo[i]).any())
+        return found
+
+    def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        if not len(hi):
+            return
+        order = np.argsort(hi, kind="stable")
+        hi, lo = hi[order], lo[order]
+        pos = np.searchsorted(self.hi, hi, "left")
+        self.hi = np.insert(self.hi, pos, hi)
+        self.lo = np.insert(self.lo, pos, lo)
+
+
+def split_keys(keys: pl.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """16-byte keys -> (first halves, second halves) as uint64 arrays."""
+    arr = keys.to_arrow() if isinstance(keys, pl.Series) else keys
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) == 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
+    if arr.null_count:
+        raise ValueError("dedup keys may not be null")
+    fixed = arr.cast(pa.binary(16))
+    buf = fixed.buffers()[1]
+    words = np.frombuffer(buf, dtype=np.uint64, count=2 * (fixed.offset + len(fixed)))[2 * fixed.offset:]
+    pairs = words.reshape(-1, 2)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
 class DedupIndex:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
-        self._keys: dict[str, pl.Series] = {}
+        self._keys: dict[str, KeySet] = {}
 
     def _dir(self, tenant: str) -> str:
         return self.lake.state(DEDUP_DIR, tenant_partition(tenant))
 
-    def keys(self, tenant: str) -> pl.Series:
+    def keys(self, tenant: str) -> KeySet:
         if tenant not in self._keys:
+            ks = KeySet()
             files = self.lake.list_files(self._dir(tenant), ".parquet")
             if files:
                 import pyarrow.parquet as pq
 
                 tables = [pq.read_table(f, filesystem=self.lake.fs, columns=["_key"]) for f in files]
-                s = pl.from_arrow(pa.concat_tables(tables).column("_key"))
-                assert isinstance(s, pl.Series)
-                self._keys[tenant] = s.rename("_key")
-            else:
-                self._keys[tenant] = pl.Series("_key", [], dtype=pl.Binary)
+                ks.add(*split_keys(pa.concat_tables(tables).column("_key")))
+            self._keys[tenant] = ks
         return self._keys[tenant]
 
     def filter_new(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -50,9 +102,10 @@ class DedupIndex:
         kept = []
         for (tenant,), part in df.partition_by("tenant_id", as_dict=True, maintain_order=True).items():
             existing = self.keys(tenant)
-            mask = pl.col("_key").is_first_distinct()
-            if existing.len():
-                mask = mask & ~pl.col("_key").is_in(existing.implode())
+            mask = part.get_column("_key").is_first_distinct()
+            if len(existing):
+                stored = existing.contains(*split_keys(part.get_column("_key")))
+                mask = mask & pl.Series(~stored)
             new = part.filter(mask)
             if new.height != part.height:
                 dups[tenant] = part.height - new.height
@@ -65,4 +118,4 @@ class DedupIndex:
         commit.write_parquet(rel, pa.table({"_key": keys.to_arrow().cast(pa.binary(16))}))
 
     def add(self, tenant: str, keys: pl.Series) -> None:
-        self._keys[tenant] = pl.concat([self.keys(tenant), keys.rename("_key").cast(pl.Binary)])
+        self.keys(tenant).add(*split_keys(keys))
