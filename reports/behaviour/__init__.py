@@ -1,3 +1,3 @@
 """Behavioural widget types: funnel, retention, cohort, lifecycle, stickiness (each module registers itself)."""
 
-from . import funnel  # noqa: F401
+from . import cohort, funnel, lifecycle, retention, stickiness  # noqa: F401
