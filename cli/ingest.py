@@ -26,14 +26,19 @@ is safe: finished files are skipped, and no event is stored twice.
 
 Example: `erp ingest logs/ --tenant acme`
 
+With `--spool` (or with no inputs when the spool folder from erp.yaml exists)
+the sealed segments of `erp collect`'s spool are ingested, each deleted only
+after its events are committed: `erp ingest --spool`.
+
 Exit code 1 when an input could not be read (or, with --fail-on-rejects, when
 any line was rejected); the readable data is still committed.
 """
 
 
 def run(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders, globs, '-' (stdin) or URLs.",
-                                                show_default=False)],
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="Files, folders, globs, '-' (stdin) or URLs. None: drain the collector's spool.",
+        show_default=False)] = None,
     tenant: TenantOpt = None,
     lake: LakeOpt = None,
     config: ConfigOpt = None,
@@ -42,8 +47,16 @@ def run(
         min=1, show_default=False)] = None,
     fail_on_rejects: Annotated[bool, typer.Option(
         "--fail-on-rejects", help="Exit 1 if any line was rejected.")] = False,
+    spool: Annotated[bool, typer.Option(
+        "--spool", help="Drain the sealed segments of the collector's spool (erp.yaml `spool:`).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
+    if spool or not inputs:
+        from erp.cli.drain import drain
+
+        drain(inputs or [], explicit=spool, lake=lake, config=config, workers=workers,
+              fail_on_rejects=fail_on_rejects, json_out=json_out)
+        return
     _run(inputs, tenant=tenant, lake=lake, config=config, workers=workers,
          fail_on_rejects=fail_on_rejects, json_out=json_out)
 

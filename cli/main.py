@@ -11,7 +11,7 @@ try:  # recent typer releases vendor click; older ones use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
-from erp.cli import compact, config, demo, generate, ingest, tenants
+from erp.cli import collect, compact, config, demo, generate, ingest, tenants
 from erp.cli._common import EXIT_USER, DebugOpt
 from erp.core import __version__
 
@@ -41,10 +41,11 @@ def root(
     """Event lake, rollups and embeddable analytics reports from the command line."""
 
 
-app.command("ingest", help=ingest.HELP, no_args_is_help=True)(ingest.run)
+app.command("ingest", help=ingest.HELP)(ingest.run)
 app.command("demo", help=demo.HELP)(demo.run)
 app.command("generate", help=generate.HELP, no_args_is_help=True)(generate.run)
 app.command("compact", help=compact.HELP)(compact.run)
+app.command("collect", help=collect.HELP)(collect.run)
 app.add_typer(config.app, name="config")
 app.add_typer(tenants.app, name="tenants")
 

@@ -1,0 +1,376 @@
+"""``erp collect``: the HTTP collector (FastAPI on uvicorn).
+
+A request is authenticated (the tenant comes from its API key), its body is
+read (at most 20 MB after gzip decompression), each event is measured and
+checked, and its events are appended to the tenant's spool segment. The answer
+is sent only after the spool has synced them to disk (``core/spool.py``). When
+the spool cannot be written the answer is 503 with ``Retry-After``; nothing is
+held in memory.
+
+Endpoints: the native API (``POST /api/v1/events``), Segment-compatible
+(``/v1/batch``, ``/v1/track``, ``/v1/page``, ``/v1/identify``, ``/v1/screen``),
+PostHog-compatible (``/batch/``, ``/capture/``, ``/e/``), ``GET /healthz``,
+``GET /metrics`` (Prometheus), and the OpenAPI description (``/openapi.json``,
+``/docs``). See docs/collect.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import socket
+import time
+from collections import Counter
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+
+from erp.core.collect_formats import (
+    MAX_BODY_BYTES, NativeBatchDoc, NativeEvent, Parsed, PostHogBatchDoc, PostHogEvent, RequestError,
+    RequestInfo, SegmentBatchDoc, SegmentMessage, _too_large, decode_body, json_schema, parse_native,
+    parse_posthog, parse_segment,
+)
+from erp.core.collect_metrics import Metrics
+from erp.core.config import Config
+from erp.core.errors import ConfigError
+from erp.core.spool import Spool, SpoolSettings, SpoolUnavailable
+from erp.core.tenants import hash_api_key
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    retry_after_seconds: int = 5
+    """Sent with 503 answers when the spool cannot be written."""
+    fault_500_every: int = 0
+    """Test-only fault injection: answer every n-th event request with 500 *after*
+    its events were spooled (so a client's retry sends them again). 0 = off."""
+
+
+@dataclass
+class StartInfo:
+    spool: str
+    recovered: int
+
+
+class KeyIndex:
+    """API key -> tenant id, looked up by the stored sha256 hash."""
+
+    def __init__(self, cfg: Config) -> None:
+        self._by_hash = {k.hash: t.tenant_id for t in cfg.tenants.values() for k in t.api_keys}
+        self._tenants = cfg.tenants
+
+    def tenant(self, key: str | None) -> str | None:
+        if not key:
+            return None
+        tid = self._by_hash.get(hash_api_key(key))
+        if tid is None or not self._tenants[tid].key_matches(key):
+            return None
+        return tid
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if not auth:
+        return None
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            raise RequestError(401, "unauthorized", "the Basic Authorization header is not valid base64",
+                               "send Authorization: Basic base64(<write key>:)") from None
+        return user or None
+    return None
+
+
+_AUTH_HINT = {
+    "native": "send Authorization: Bearer <API key>; `erp tenants key --tenant <t>` creates one",
+    "segment": "set the SDK's write key to the tenant's erp API key (HTTP Basic user, or body writeKey)",
+    "posthog": "set the SDK's project API key to the tenant's erp API key (body api_key)",
+}
+
+
+def create_app(cfg: Config, settings: CollectSettings | None = None, *, spool: Spool | None = None,
+               on_start: Callable[[StartInfo], None] | None = None) -> FastAPI:
+    """The collector app. Without ``spool`` it opens ``cfg.settings.spool`` on startup
+    and seals its segments on shutdown."""
+    settings = settings or CollectSettings()
+    keys = KeyIndex(cfg)
+    metrics = Metrics()
+    own_spool = spool is None
+    sp = spool or Spool(cfg.settings.spool, settings.spool)
+    counter = itertools.count(1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        if own_spool:
+            recovered = sp.start()
+            if on_start:
+                on_start(StartInfo(str(sp.root), len(recovered)))
+        try:
+            yield
+        finally:
+            if own_spool:
+                sp.close()
+
+    app = FastAPI(title="erp collector", version="1", lifespan=lifespan,
+                  description="Receives product events over HTTP and acknowledges each only after it is "
+                              "durably in the spool. See docs/collect.md.")
+    app.state.spool = sp
+    app.state.metrics = metrics
+
+    async def read_body(request: Request) -> bytes:
+        cl = request.headers.get("content-length")
+        if cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                raise RequestError(400, "bad_request", "Content-Length is not a number") from None
+            if n > MAX_BODY_BYTES:
+                raise _too_large(n, MAX_BODY_BYTES)
+        parts, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                raise _too_large(None, MAX_BODY_BYTES)
+            parts.append(chunk)
+        body = b"".join(parts)
+        body = decode_body(body, request.headers.get("content-encoding"))
+        if not body.strip():
+            raise RequestError(400, "empty_body", "the request body is empty", "send a JSON document")
+        return body
+
+    def info(request: Request, path: str) -> RequestInfo:
+        return RequestInfo(received_at=_now_iso(), ip=request.client.host if request.client else None,
+                           user_agent=request.headers.get("user-agent"), source=f"collect POST {path}")
+
+    async def handle(request: Request, endpoint: str, dialect: str,
+                     parse: Callable[[bytes, RequestInfo], Parsed],
+                     answer: Callable[[Parsed, RequestInfo], Response]) -> Response:
+        t0 = time.perf_counter()
+        status, accepted, rejected = 500, 0, Counter()
+        try:
+            header_key = _bearer(request)
+            if dialect == "native":
+                if header_key is None:
+                    raise RequestError(401, "unauthorized", "missing API key", _AUTH_HINT[dialect])
+                tenant = keys.tenant(header_key)
+                if tenant is None:
+                    raise RequestError(401, "unauthorized", "the API key is not valid", _AUTH_HINT[dialect])
+                claimed = request.headers.get("x-tenant-id")
+                if claimed is not None and claimed != tenant:
+                    raise RequestError(403, "forbidden", "X-Tenant-ID does not match the API key's tenant",
+                                       "drop the X-Tenant-ID header or use that tenant's key")
+            req = info(request, endpoint)
+            parsed = parse(await read_body(request), req)
+            if dialect != "native":
+                key = header_key or parsed.key
+                if not key:
+                    raise RequestError(401, "unauthorized", "missing API key", _AUTH_HINT[dialect])
+                tenant = keys.tenant(key)
+                if tenant is None:
+                    raise RequestError(401, "unauthorized", "the API key is not valid", _AUTH_HINT[dialect])
+            if parsed.claimed_tenants - {tenant}:
+                raise RequestError(403, "forbidden", "an event names a tenant_id other than the API key's tenant",
+                                   "drop tenant_id from the events (the key decides the tenant) or use "
+                                   "that tenant's key")
+            events, rows = parsed.encode(tenant)
+            await sp.append_async(tenant, events, rows)
+            accepted = len(parsed.records)
+            rejected = Counter(r["code"] for r in parsed.rejected)
+            if settings.fault_500_every and next(counter) % settings.fault_500_every == 0:
+                status = 500
+                return _json({"error": "injected_fault", "message": "fault injection (test setting)"}, 500)
+            resp = answer(parsed, req)
+            status = resp.status_code
+            return resp
+        except RequestError as exc:
+            status = exc.status
+            headers = {"WWW-Authenticate": 'Bearer realm="erp"'} if exc.status == 401 else None
+            return _json(exc.body(), exc.status, headers)
+        except SpoolUnavailable as exc:
+            status = 503
+            return _json({"error": "spool_unavailable", "message": exc.message, "hint": exc.hint or ""}, 503,
+                         {"Retry-After": str(settings.retry_after_seconds)})
+        finally:
+            metrics.observe(endpoint, status, time.perf_counter() - t0, accepted, rejected)
+
+    # --- answers ----------------------------------------------------------------------
+
+    def native_answer(p: Parsed, req: RequestInfo) -> Response:
+        if p.single:
+            if p.rejected:
+                r = p.rejected[0]
+                return _json({"event_id": None, "status": "rejected", "reason": r["code"],
+                              "message": r["message"], "timestamp": req.received_at}, 202)
+            return _json({"event_id": p.ids[0], "status": "accepted", "timestamp": req.received_at}, 202)
+        return _json({"event_ids": p.ids, "status": "accepted", "accepted": len(p.records),
+                      "rejected": p.summary(), "timestamp": req.received_at}, 202)
+
+    def segment_answer(p: Parsed, req: RequestInfo) -> Response:
+        return _json({"success": True, "accepted": len(p.records), "rejected": p.summary()})
+
+    def posthog_answer(p: Parsed, req: RequestInfo) -> Response:
+        return _json({"status": 1, "accepted": len(p.records), "rejected": p.summary()})
+
+    # --- routes -------------------------------------------------------------------------
+
+    def body_doc(*types: Any) -> dict[str, Any]:
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "anyOf": [{"$ref": f"#/components/schemas/{t.__name__}"} for t in types]}}}}}
+
+    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    errors = {400: {"description": "Malformed JSON or an invalid single event", **err},
+              401: {"description": "Missing or invalid API key", **err},
+              413: {"description": "Body over 20 MB after decompression", **err},
+              415: {"description": "Unsupported Content-Encoding", **err},
+              503: {"description": "The spool cannot be written; retry after Retry-After seconds", **err}}
+
+    @app.post("/api/v1/events", status_code=202, tags=["native"],
+              summary="Send one event or a batch {\"events\": [...]}",
+              openapi_extra=body_doc(NativeEvent, NativeBatchDoc),
+              responses={202: {"description": "Durably accepted"},
+                         403: {"description": "X-Tenant-ID or tenant_id does not match the key", **err},
+                         **errors})
+    async def native(request: Request) -> Response:
+        return await handle(request, "/api/v1/events", "native", parse_native, native_answer)
+
+    def segment_route(call: str) -> None:
+        path = f"/v1/{call}"
+
+        async def route(request: Request) -> Response:
+            return await handle(request, path, "segment",
+                                lambda body, req: parse_segment(body, req, call), segment_answer)
+
+        route.__name__ = f"segment_{call}"
+        app.post(path, tags=["segment"], summary=f"Segment-compatible {call}",
+                 openapi_extra=body_doc(SegmentBatchDoc if call == "batch" else SegmentMessage),
+                 responses={200: {"description": "Durably accepted"}, **errors})(route)
+
+    for call in ("batch", "track", "page", "identify", "screen"):
+        segment_route(call)
+
+    def posthog_route(path: str) -> None:
+        async def route(request: Request) -> Response:
+            return await handle(request, path, "posthog", parse_posthog, posthog_answer)
+
+        route.__name__ = "posthog_" + path.strip("/")
+        app.post(path, tags=["posthog"], summary=f"PostHog-compatible {path}",
+                 openapi_extra=body_doc(PostHogBatchDoc, PostHogEvent),
+                 responses={200: {"description": "Durably accepted"}, **errors})(route)
+
+    for path in ("/batch/", "/capture/", "/e/"):
+        posthog_route(path)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: 200 when the spool writer runs")
+    async def healthz() -> Response:
+        alive = sp._thread is not None and sp._thread.is_alive()
+        return _json({"status": "ok" if alive else "down", "spool": str(sp.root),
+                      "api_keys": len(keys)}, 200 if alive else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text format)")
+    async def prom() -> Response:
+        st = sp.stats
+        text = metrics.render(
+            gauges=[("erp_spool_bytes", "Bytes of all segments in the spool (open and sealed).",
+                     float(sp.disk_bytes())),
+                    ("erp_spool_oldest_unsealed_segment_age_seconds",
+                     "Age of the oldest open (unsealed) segment; 0 when none.", sp.oldest_open_age())],
+            counters=[("erp_spool_syncs_total", "fdatasync calls (one per segment per group commit).",
+                       st.syncs),
+                      ("erp_spool_appends_total", "Requests made durable.", st.appends),
+                      ("erp_spool_bytes_written_total", "Bytes appended to the spool.", st.bytes_written),
+                      ("erp_spool_segments_sealed_total", "Segments sealed by size, age or shutdown.",
+                       st.segments_sealed),
+                      ("erp_spool_write_errors_total", "Failed segment writes (answered 503).",
+                       st.write_errors)])
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for tp in (NativeEvent, NativeBatchDoc, SegmentMessage, SegmentBatchDoc, PostHogEvent, PostHogBatchDoc):
+            comps.update(json_schema(tp)["components"])
+        comps["ErrorBody"] = {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"type": "string"}, "message": {"type": "string"}, "hint": {"type": "string"}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen on host:port, or raise ConfigError saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", key="--host/--port",
+                          hint="choose a free port with --port, or stop the process using it") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(cfg: Config, *, host: str = "127.0.0.1", port: int = 8080, settings: CollectSettings | None = None,
+          on_start: Callable[[StartInfo], None] | None = None) -> None:
+    """Run the collector until SIGINT/SIGTERM; on the way out the spool seals its segments."""
+    import importlib.util
+
+    import uvicorn
+
+    if "://" in cfg.settings.spool:
+        raise ConfigError(f"the spool must be a local folder, not {cfg.settings.spool!r}", key="spool",
+                          hint="set `spool:` in erp.yaml to a folder on this machine's disk")
+    settings = settings or CollectSettings()
+    sock = bind(host, port)
+    spool = Spool(cfg.settings.spool, settings.spool)
+    try:
+        recovered = spool.start()  # raises SpoolUnavailable when the folder cannot be made
+    except BaseException:
+        sock.close()
+        raise
+    app = create_app(cfg, settings, spool=spool)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        backlog=2048, server_header=False)
+    if on_start:
+        on_start(StartInfo(str(spool.root), len(recovered)))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        spool.close()  # finishes queued appends, seals every open segment
+        sock.close()
+
+
+__all__ = ["create_app", "serve", "bind", "CollectSettings", "StartInfo", "KeyIndex"]
