@@ -12,6 +12,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from erp.cli import collect, compact, config, demo, generate, ingest, tenants
+from erp.cli import query, report, reports, rollup
 from erp.cli._common import EXIT_USER, DebugOpt
 from erp.core import __version__
 
@@ -47,6 +48,10 @@ app.command("generate", help=generate.HELP, no_args_is_help=True)(generate.run)
 app.command("compact", help=compact.HELP)(compact.run)
 app.command("collect", help=collect.HELP)(collect.run)
 app.add_typer(config.app, name="config")
+app.command("rollup", help=rollup.HELP)(rollup.run)
+app.command("report", help=report.HELP, no_args_is_help=True)(report.run)
+app.add_typer(reports.app, name="reports")
+app.command("query", help=query.HELP, no_args_is_help=True)(query.run)
 app.add_typer(tenants.app, name="tenants")
 
 

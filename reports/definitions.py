@@ -236,6 +236,17 @@ def validate_all(folder: str | Path) -> tuple[list[Report], list[ConfigError]]:
     return reports, errors
 
 
+def reports_folder(cfg: Any) -> Path:
+    """The definitions folder: ``reports_dir``; when that is the shipped default and
+    does not exist, the shipped examples (``erp/config/reports``)."""
+    folder = Path(cfg.settings.reports_dir)
+    if not folder.is_dir() and cfg.sources.get("reports_dir", "").startswith("shipped"):
+        from erp.core.config import shipped
+
+        return shipped("config", "reports")
+    return folder
+
+
 def get_report(reports: dict[str, Report], report_id: str) -> Report:
     if report_id not in reports:
         known = ", ".join(sorted(reports)) or "(none)"
