@@ -25,6 +25,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -117,6 +118,16 @@ class Commit:
         self.deletes.append(relpath)
 
 
+_OS_ERROR_RE = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_errno(exc: BaseException) -> int | None:
+    """The errno inside an error that is not an OSError but wraps one: Polars'
+    Rust writer reports e.g. ``ComputeError: ... No space left on device (os error 28)``."""
+    m = _OS_ERROR_RE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
 class Lake:
     """A lake root on any fsspec filesystem (local folder by default)."""
 
@@ -164,13 +175,19 @@ class Lake:
         """Turn storage errors into a LakeError that says what to do."""
         try:
             yield
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+        except LakeError:
+            raise
+        except Exception as exc:
+            code = exc.errno if isinstance(exc, OSError) else _os_errno(exc)
+            if code is None and not isinstance(exc, OSError):
+                raise
+            if code == errno.ENOSPC:
                 raise LakeError(f"no space left on the device while writing {path}", path=path,
                                 hint="free some disk space and run the same command again; "
                                      "nothing was committed from the interrupted step") from exc
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise LakeError(f"permission denied writing {path}", path=path,
+            if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+                what = "the file system is read-only" if code == errno.EROFS else "permission denied"
+                raise LakeError(f"{what} writing {path}", path=path,
                                 hint="check that the lake folder is writable by this user") from exc
             raise LakeError(f"cannot write {path}: {exc}", path=path) from exc
 
@@ -207,7 +224,9 @@ class Lake:
 
     def _roll_forward(self, intent: dict[str, Any]) -> None:
         cid = intent["commit"]
-        for rel in intent["files"]:
+        if self.is_local:
+            self._roll_forward_local(cid, intent["files"])
+        for rel in ([] if self.is_local else intent["files"]):
             src, dst = self.path("_staging", cid, rel), self.path(rel)
             with self.writing(dst):
                 if self.fs.exists(src):
@@ -227,6 +246,25 @@ class Lake:
         self.durable_barrier()
         self.fs.rm(self.state("commits", f"{cid}.json"))
         self._rm_tree(self.path("_staging", cid))
+
+    def _roll_forward_local(self, cid: str, files: list[str]) -> None:
+        """The local-disk move: plain renames (a commit moves thousands of small
+        files; fsspec's per-file exists/makedirs calls cost more than the renames)."""
+        made: set[str] = set()
+        for rel in files:
+            src, dst = self.path("_staging", cid, rel), self.path(rel)
+            with self.writing(dst):
+                parent = os.path.dirname(dst)
+                if parent not in made:
+                    os.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+                try:
+                    os.replace(src, dst)
+                except FileNotFoundError:
+                    if not os.path.exists(dst):
+                        raise LakeError(f"commit {cid}: staged file {rel} is missing", path=src,
+                                        hint="the staging folder was changed by hand; restore it or "
+                                             "delete the commit intent and re-run with the input") from None
 
     def _rm_tree(self, path: str) -> None:
         if self.fs.exists(path):
