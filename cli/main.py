@@ -12,7 +12,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from erp.cli import collect, compact, config, demo, generate, ingest, tenants
-from erp.cli import query, report, reports, rollup
+from erp.cli import build_reports, query, report, reports, rollup
 from erp.cli._common import EXIT_USER, DebugOpt
 from erp.core import __version__
 
@@ -46,6 +46,7 @@ app.command("ingest", help=ingest.HELP)(ingest.run)
 app.command("demo", help=demo.HELP)(demo.run)
 app.command("generate", help=generate.HELP, no_args_is_help=True)(generate.run)
 app.command("compact", help=compact.HELP)(compact.run)
+app.command("build-reports", help=build_reports.HELP)(build_reports.run)
 app.command("collect", help=collect.HELP)(collect.run)
 app.add_typer(config.app, name="config")
 app.command("rollup", help=rollup.HELP)(rollup.run)

@@ -1,0 +1,156 @@
+"""``erp build-reports``: compute every selected report for every selected tenant
+and write its bundle (``dist/<tenant>/<report>/``), then the manifest and index.
+
+Each bundle is computed for one tenant through the engine (which reads only that
+tenant's partitions) and rendered from that JSON alone, so a bundle never holds
+another tenant's data. The output depends only on the lake, the definitions, the
+range and ``now``: no build time, absolute path or random id is written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from erp.core.config import Config
+from erp.core.errors import ConfigError, TenantError
+from erp.core.lake import Lake
+from erp.core.tenants import is_valid_tenant_id, validate_tenant_id
+from erp.reports.definitions import Report, get_report, load_reports, reports_folder
+from erp.reports.engine import check_tenant, compute_report
+from erp.reports.render.bundle import Options, render_bundle
+from erp.reports.render.output import (
+    BundleEntry, WriteStats, entry_from_manifest, read_manifest, write_bundle, write_index,
+)
+
+
+@dataclass
+class BuiltBundle:
+    tenant_id: str
+    report_id: str
+    path: str
+    files: int
+    bytes: int
+    index_bytes: int
+    written: int
+    compute_seconds: float
+    render_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tenant_id": self.tenant_id, "report_id": self.report_id, "path": self.path, "files": self.files,
+                "bytes": self.bytes, "index_bytes": self.index_bytes, "files_written": self.written,
+                "compute_seconds": round(self.compute_seconds, 4), "render_seconds": round(self.render_seconds, 4)}
+
+
+@dataclass
+class BuildResult:
+    out: str
+    bundles: list[BuiltBundle] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    compute_seconds: float = 0.0
+    render_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": self.out, "bundles": [b.to_dict() for b in self.bundles],
+                "files_written": len(self.written), "files_unchanged": len(self.unchanged),
+                "files_removed": len(self.removed), "written": self.written, "removed": self.removed,
+                "compute_seconds": round(self.compute_seconds, 3), "render_seconds": round(self.render_seconds, 3),
+                "write_seconds": round(self.write_seconds, 3)}
+
+
+def lake_tenants(lake: Lake) -> list[str]:
+    """Tenants that have an events folder in the lake (valid ids only)."""
+    base = lake.events_dir()
+    if not lake.fs.exists(base):
+        return []
+    found = []
+    for p in lake.fs.ls(base, detail=False):
+        name = p.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("tenant_id="):
+            t = name.split("=", 1)[1]
+            if is_valid_tenant_id(t):
+                found.append(t)
+    return sorted(found)
+
+
+def plan(cfg: Config, lake: Lake, defs: dict[str, Report], tenants: list[str] | None,
+         reports: list[str] | None) -> list[tuple[str, Report]]:
+    """The (tenant, report) pairs to build, sorted. Named tenants and reports must exist
+    and apply; otherwise every tenant gets every report enabled for it."""
+    chosen = [get_report(defs, r) for r in reports] if reports else [defs[k] for k in sorted(defs)]
+    if not chosen:
+        raise ConfigError(f"no report definitions in {reports_folder(cfg)}",
+                          hint="add report YAML files to reports_dir (see docs/reports.md)")
+    if tenants:
+        names = sorted({validate_tenant_id(t) for t in tenants})
+    else:
+        names = sorted(cfg.tenants) if cfg.restrict_tenants else lake_tenants(lake)
+        if not names:
+            raise TenantError(f"no tenants to build: tenants.yaml lists none and the lake {lake.url} has no events",
+                              hint="ingest events first (erp ingest) or pass --tenant")
+    pairs = []
+    for t in names:
+        for r in chosen:
+            if r.applies_to(t):
+                pairs.append((t, r))
+            elif tenants and reports:
+                check_tenant(cfg, r, t)  # raises: the user asked for exactly this pair
+        if tenants and cfg.restrict_tenants and t not in cfg.tenants:
+            raise TenantError(f"unknown tenant {t!r}", tenant=t,
+                              hint=f"tenants.yaml lists: {', '.join(sorted(cfg.tenants))}")
+    if not pairs:
+        raise ConfigError("nothing to build: no selected report is enabled for the selected tenants",
+                          hint="check `tenants:` in the report definitions (erp reports list)")
+    return pairs
+
+
+def build_reports(cfg: Config, out: Path, *, tenants: list[str] | None = None, reports: list[str] | None = None,
+                  since: date | None = None, until: date | None = None, now: datetime,
+                  options: Options = Options(), lake: Lake | None = None,
+                  compute: Callable[..., dict[str, Any]] = compute_report) -> BuildResult:
+    """Build bundles into ``out``. ``now`` (aware) fixes "today": pass the same value for
+    byte-identical output."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    lake = lake or Lake(cfg.lake, cfg.settings.storage_options)
+    defs = load_reports(reports_folder(cfg))
+    pairs = plan(cfg, lake, defs, tenants, reports)
+    result = BuildResult(out=str(out))
+    previous = read_manifest(out)
+    stats = WriteStats()
+    entries: dict[str, BundleEntry] = {}
+    for t, r in pairs:
+        t0 = time.perf_counter()
+        data = compute(cfg, lake, r, t, since, until, now)
+        t1 = time.perf_counter()
+        if data.get("tenant_id") != t:  # a bundle holds exactly one tenant's data
+            raise RuntimeError(f"engine returned tenant {data.get('tenant_id')!r} for {t!r}")
+        tenant_name = cfg.tenant(t).name or t
+        files = render_bundle(data, tenant_name=tenant_name, options=options)
+        t2 = time.perf_counter()
+        n_before = len(stats.written)
+        hashes = write_bundle(out, t, r.id, files, previous.get(f"{t}/{r.id}"), stats)
+        t3 = time.perf_counter()
+        size = sum(len(b) for b in files.values())
+        entries[f"{t}/{r.id}"] = BundleEntry(t, r.id, str(data.get("report_name") or r.id), tenant_name,
+                                             data["range"]["since"], data["range"]["until"], hashes, size)
+        result.bundles.append(BuiltBundle(t, r.id, f"{t}/{r.id}/", len(files), size, len(files["index.html"]),
+                                          len(stats.written) - n_before, t1 - t0, t2 - t1))
+        result.compute_seconds += t1 - t0
+        result.render_seconds += t2 - t1
+        result.write_seconds += t3 - t2
+    for key, raw in previous.items():  # bundles of earlier builds that this run did not touch
+        if key not in entries and (entry := entry_from_manifest(raw)) is not None:
+            if is_valid_tenant_id(entry.tenant_id) and (out / entry.tenant_id / entry.report_id / "index.html").is_file():
+                entries[key] = entry
+    t3 = time.perf_counter()
+    write_index(out, list(entries.values()), stats)
+    result.write_seconds += time.perf_counter() - t3
+    result.written, result.unchanged, result.removed = stats.written, stats.unchanged, stats.removed
+    return result
