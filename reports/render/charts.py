@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from erp.reports.render.ticks import Ticks, format_number, format_percent, format_tick, nice_ticks
 
 W = 640  # viewBox width of full-size charts
+HIT_LIMIT = 62  # buckets with their own tooltip element; beyond, the script reads the data table
 SERIES = 6  # distinct series colours (s1..s6); more series reuse them
 
 
@@ -134,7 +135,13 @@ def time_chart(labels: Sequence[str], tick_indexes: Sequence[int], tick_texts: S
                     if p is not None:
                         chart.add("circle", cx=p[0], cy=p[1], r=2.5,
                                   class_=f"dot fill-{cls}" + (" incomplete" if i >= first_incomplete else ""))
-    # hover / focus targets: one transparent column per bucket, with the tooltip text
+    # hover / focus targets. Up to HIT_LIMIT buckets: one transparent column each, with
+    # its tooltip as an SVG <title> (works without JavaScript). More: one area whose
+    # data-* geometry lets the script find the bucket and read its row of the data table.
+    if n > HIT_LIMIT:
+        chart.add("rect", x=left, y=top, width=plot_w, height=plot_h, class_="hits", data_n=n,
+                  data_kind="bar" if kind == "bar" else "line")
+        return chart
     for i in range(n):
         x0 = left + band * i if kind == "bar" else (xs[i] - (plot_w / max(1, n - 1)) / 2 if n > 1 else left)
         wdt = band if kind == "bar" else (plot_w / max(1, n - 1) if n > 1 else plot_w)

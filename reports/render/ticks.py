@@ -179,6 +179,8 @@ def tick_label(start: datetime, prev: datetime | None, interval: str) -> str:
             return MONTHS[start.month - 1]
         return bucket_label(start, interval)
     if interval == "hour":
+        if start.hour == 0:
+            return f"{MONTHS[start.month - 1]} {start.day}"
         if prev is None or prev.date() != start.date():
             return f"{MONTHS[start.month - 1]} {start.day} {start.hour:02d}:00"
         return f"{start.hour:02d}:00"

@@ -122,13 +122,14 @@ def metric_view(widget: dict[str, Any], report: dict[str, Any]) -> View:
     d = widget.get("data") or {}
     unit = d.get("unit")
     value, prev, rel = d.get("value"), d.get("previous"), d.get("change_relative")
-    text = format_number(value) + (f" {unit}" if unit and value is not None else "")
+    money = bool(unit) and any(isinstance(x, float) and not x.is_integer() for x in (value, prev))
+    fmt = (lambda x: format_number(x, decimals=2) if money and x is not None else format_number(x))
+    text = fmt(value) + (f" {unit}" if unit and value is not None else "")
     cls = "flat" if not rel else ("up" if rel > 0 else "down")
     arrow = {"up": "▲ ", "down": "▼ ", "flat": ""}[cls]
-    change = None if rel is None and prev is None else (
-        f"{arrow}{format_change(rel)}" if rel is not None else "no change figure")
+    change = f"{arrow}{format_change(rel)}" if rel is not None else None
     pr = d.get("previous_range") or {}
-    prev_text = f"previous period: {format_number(prev)}" + (f" {unit}" if unit and prev is not None else "")
+    prev_text = f"previous period: {fmt(prev)}" + (f" {unit}" if unit and prev is not None else "")
     spark = None
     sp = d.get("sparkline")
     if isinstance(sp, dict):

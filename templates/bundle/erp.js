@@ -9,46 +9,80 @@
   try { data = JSON.parse(doc.getElementById("erp-data").textContent); } catch (e) { data = {}; }
 
   // --- tooltips and keyboard focus ------------------------------------------------
+  // A chart's targets are either elements with a tooltip (SVG <title>, moved to
+  // data-tip) or, for long series, one ".hits" area: the bucket under the pointer is
+  // found from its geometry and the tooltip read from that row of the data table.
   var tip = doc.createElement("div");
   tip.id = "erp-tip"; tip.setAttribute("role", "status"); tip.setAttribute("aria-live", "polite"); tip.hidden = true;
   doc.body.appendChild(tip);
-  var active = null;
   Array.prototype.forEach.call(doc.querySelectorAll(".chart-svg .hit, .chart-svg .cell"), function (el) {
     var t = el.querySelector("title");
     if (t) { el.setAttribute("data-tip", t.textContent); el.removeChild(t); }
   });
-  function show(el, x, y) {
-    if (active && active !== el) active.classList.remove("active");
-    active = el; el.classList.add("active");
-    tip.textContent = el.getAttribute("data-tip") || "";
-    tip.hidden = false;
-    var w = tip.offsetWidth, h = tip.offsetHeight;
-    var left = Math.min(Math.max(4, x + 12), root.clientWidth - w - 4);
-    var top = y - h - 12 < 4 ? y + 16 : y - h - 12;
-    tip.style.left = left + "px"; tip.style.top = top + "px";
+  var active = null, guide = null;
+  function rowText(svg, i) {
+    var rows = svg.closest(".widget").querySelectorAll("details.data table")[0];
+    var row = rows && rows.tBodies[0] && rows.tBodies[0].rows[i];
+    if (!row) return "";
+    var heads = rows.tHead.rows[0].cells, parts = [];
+    for (var c = 1; c < row.cells.length; c++) parts.push(heads[c].textContent + ": " + row.cells[c].textContent);
+    return row.cells[0].textContent + " — " + parts.join(", ");
   }
-  function hide() { if (active) active.classList.remove("active"); active = null; tip.hidden = true; }
+  function area(svg) { return svg.querySelector(".hits"); }
+  function count(svg) { var a = area(svg); return a ? +a.getAttribute("data-n") : svg.querySelectorAll("[data-tip]").length; }
+  function place(x, y) {
+    var w = tip.offsetWidth, h = tip.offsetHeight;
+    tip.style.left = Math.min(Math.max(4, x + 12), root.clientWidth - w - 4) + "px";
+    tip.style.top = (y - h - 12 < 4 ? y + 16 : y - h - 12) + "px";
+  }
+  function show(svg, i, x, y) {
+    hideMark();
+    svg.setAttribute("data-at", i);
+    var a = area(svg), box;
+    if (a) {
+      var n = +a.getAttribute("data-n"), bx = +a.getAttribute("x"), bw = +a.getAttribute("width");
+      var cx = a.getAttribute("data-kind") === "bar" ? bx + bw * (i + 0.5) / n : bx + (n > 1 ? bw * i / (n - 1) : bw / 2);
+      guide = doc.createElementNS(svg.namespaceURI, "line");
+      guide.setAttribute("class", "guide"); guide.setAttribute("x1", cx); guide.setAttribute("x2", cx);
+      guide.setAttribute("y1", a.getAttribute("y")); guide.setAttribute("y2", +a.getAttribute("y") + +a.getAttribute("height"));
+      svg.appendChild(guide);
+      tip.textContent = rowText(svg, i); box = guide.getBoundingClientRect();
+    } else {
+      active = svg.querySelectorAll("[data-tip]")[i]; if (!active) return;
+      active.classList.add("active"); tip.textContent = active.getAttribute("data-tip");
+      box = active.getBoundingClientRect();
+    }
+    tip.hidden = false;
+    place(x === undefined ? box.left + box.width / 2 : x, y === undefined ? box.top + Math.min(box.height / 2, 20) : y);
+  }
+  function hideMark() {
+    if (active) active.classList.remove("active");
+    if (guide && guide.parentNode) guide.parentNode.removeChild(guide);
+    active = null; guide = null;
+  }
+  function hide() { hideMark(); tip.hidden = true; }
   doc.addEventListener("pointermove", function (e) {
-    var el = e.target.closest && e.target.closest("[data-tip]");
-    if (el) show(el, e.clientX, e.clientY); else if (active) hide();
+    var t = e.target, svg = t.closest && t.closest(".chart-svg");
+    if (!svg) { if (!tip.hidden) hide(); return; }
+    if (t.hasAttribute("data-tip")) {
+      show(svg, Array.prototype.indexOf.call(svg.querySelectorAll("[data-tip]"), t), e.clientX, e.clientY);
+    } else if (t.classList.contains("hits")) {
+      var n = +t.getAttribute("data-n"), r = t.getBoundingClientRect(), f = (e.clientX - r.left) / r.width;
+      var i = t.getAttribute("data-kind") === "bar" ? Math.floor(f * n) : Math.round(f * (n - 1));
+      show(svg, Math.max(0, Math.min(n - 1, i)), e.clientX, e.clientY);
+    } else if (t.classList.contains("guide")) {
+      /* keep the tooltip */
+    } else if (!tip.hidden) { hide(); }
   });
   doc.addEventListener("pointerleave", hide);
-  function targets(svg) { return svg.querySelectorAll("[data-tip]"); }
-  function focusAt(svg, i) {
-    var list = targets(svg); if (!list.length) return;
-    i = Math.max(0, Math.min(list.length - 1, i));
-    svg.setAttribute("data-at", i);
-    var r = list[i].getBoundingClientRect();
-    show(list[i], r.left + r.width / 2, r.top + Math.min(r.height / 2, 20));
-  }
   Array.prototype.forEach.call(doc.querySelectorAll(".chart-svg"), function (svg) {
     svg.addEventListener("keydown", function (e) {
-      var at = +(svg.getAttribute("data-at") || -1), n = targets(svg).length;
+      var at = +(svg.getAttribute("data-at") || 0), n = count(svg);
       var moves = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: n - 1 };
-      if (e.key in moves) { e.preventDefault(); focusAt(svg, moves[e.key] < 0 ? 0 : moves[e.key]); }
+      if (n && e.key in moves) { e.preventDefault(); show(svg, Math.max(0, Math.min(n - 1, moves[e.key]))); }
       else if (e.key === "Escape") { hide(); }
     });
-    svg.addEventListener("focus", function () { focusAt(svg, +(svg.getAttribute("data-at") || 0)); });
+    svg.addEventListener("focus", function () { if (count(svg)) show(svg, +(svg.getAttribute("data-at") || 0)); });
     svg.addEventListener("blur", hide);
   });
 
