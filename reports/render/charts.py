@@ -109,7 +109,7 @@ def time_chart(labels: Sequence[str], tick_indexes: Sequence[int], tick_texts: S
             for i in range(n):
                 v = _num(_get(s.values, i)) or 0.0
                 base = up if v >= 0 else down
-                y0, y1 = y(base[i]), y(base[i] + v)
+                y0, y1 = round(y(base[i]), 1), round(y(base[i] + v), 1)
                 base[i] += v
                 chart.add("rect", x=xs[i] - w / 2, y=min(y0, y1), width=w, height=abs(y0 - y1),
                           class_=f"bar fill-{cls}" + (" incomplete" if i >= first_incomplete else ""))

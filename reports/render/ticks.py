@@ -43,7 +43,9 @@ def nice_step(span: float, max_ticks: int) -> float:
 
 def nice_ticks(lo: float, hi: float, max_ticks: int = 6, *, zero: bool = True) -> Ticks:
     """Ticks covering ``[lo, hi]``: multiples of a nice step, at most ``max_ticks`` of
-    them (at least 2). ``zero`` includes 0 in the range (counts start at 0)."""
+    them (``max_ticks`` below 3 counts as 3: a range across zero needs three).
+    ``zero`` includes 0 in the range (counts start at 0)."""
+    max_ticks = max(3, max_ticks)
     lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo, hi = 0.0, 1.0
