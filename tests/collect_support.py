@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -141,3 +142,58 @@ class Tmpfs:
 
     def close(self) -> None:
         subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+class ThreadCollector:
+    """The same app on a real uvicorn server on 127.0.0.1, run in a thread of the
+    test process (fast to start); ``stop`` shuts it down gracefully (segments sealed)."""
+
+    def __init__(self, config: Path, **settings: Any) -> None:
+        self.config = config
+        self.settings = settings
+        self.port = 0
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ThreadCollector":
+        import uvicorn
+
+        from erp.core.collect import CollectSettings, create_app
+        from erp.core.config import load_config
+        from erp.core.spool import SpoolSettings
+
+        cfg = load_config(self.config, env={}, cwd=self.config.parent)
+        spool_opts = {k: self.settings.pop(k) for k in ("segment_age_seconds", "segment_bytes", "sync")
+                      if k in self.settings}
+        app = create_app(cfg, CollectSettings(spool=SpoolSettings(**spool_opts), **self.settings))
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="on", loop="asyncio"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the in-process collector did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=20)
+            self.thread = None
+
+
+def drain_lib(config: Path) -> dict[str, Any]:
+    """The drain through the library (the CLI path is tested separately)."""
+    from erp.core.config import load_config
+    from erp.core.drain import drain_spool
+
+    res = drain_spool(load_config(config, env={}, cwd=config.parent), workers=1)
+    assert not res.failed, res.to_dict()
+    return res.to_dict()
