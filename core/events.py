@@ -116,6 +116,9 @@ class Chunk:
     oversized: list[tuple[int, bytes, int]] = field(default_factory=list)
     #: set when the source ended in the middle of this chunk's last line
     truncated: bool = False
+    #: the stream's last bytes before ``end_offset`` (at most 4 KiB) when they are
+    #: not in ``data`` (an oversized line); the input ledger checks a grown file with them
+    tail: bytes | None = None
 
 
 @dataclass

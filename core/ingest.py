@@ -29,7 +29,7 @@ from erp.core.errors import TenantError
 from erp.core.events import EVENT_SCHEMA, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
 from erp.core.lake import Commit, Lake, new_batch_id
-from erp.core.ledger import Ledger, LedgerEntry, tail_hash
+from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
 from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks
 from erp.core.tenants import validate_tenant_id
 
@@ -207,22 +207,31 @@ def _plan(sources: list[Source], ledger: Ledger, result: IngestResult) -> list[t
 
 
 def _tail_matches(src: Source, entry: LedgerEntry) -> bool:
-    start = max(0, entry.offset - 4096)
+    before = _bytes_before(src, entry.offset)
+    return before is not None and tail_hash(before) == entry.tail
+
+
+def _bytes_before(src: Source, offset: int) -> bytes | None:
+    """The TAIL_BYTES of a local, uncompressed file before ``offset`` (None if unreadable)."""
+    start = max(0, offset - TAIL_BYTES)
     try:
         with open(src.key, "rb") as f:
             f.seek(start)
-            return tail_hash(f.read(entry.offset - start)) == entry.tail
+            return f.read(offset - start)
     except OSError:
-        return False
+        return None
 
 
 @dataclass
 class _ChunkMeta:
-    """What the main process keeps of a chunk it sent to a parser."""
+    """What the main process keeps of a chunk it sent to a parser: where the
+    ledger may resume the source after it (line number, byte offset, and the
+    hash of the bytes before that offset)."""
 
     source: Source
     next_line: int
     tail: str
+    offset: int
 
 
 def _stream(plan: list[tuple[Source, int, int]], chunk_bytes: int,
@@ -247,6 +256,7 @@ class _Job:
         self.seq = 0
         self.source_lines: Counter = Counter()
         self.latest: dict[str, LedgerEntry] = {}  # newest position per source, committed or not
+        self.tails: dict[str, bytes] = {}  # last TAIL_BYTES read per source
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-commit")
         self._writing: Future | None = None
 
@@ -258,8 +268,7 @@ class _Job:
                 inflight.append(item)
             else:
                 src, chunk = item
-                meta = _ChunkMeta(src, chunk.first_line + chunk.data.count(b"\n") + len(chunk.oversized),
-                                  tail_hash(chunk.data) if chunk.data else "")
+                meta = self._meta(src, chunk)
                 if executor is None:
                     inflight.append((meta, parse_chunk(self.ctx, chunk)))
                 elif remote_ctx:  # a caller's executor (e.g. Dask): send the context along
@@ -274,6 +283,35 @@ class _Job:
             self._commit()
         self._wait_writer()
         self._writer.shutdown()
+
+    def _meta(self, src: Source, chunk: Chunk) -> _ChunkMeta:
+        """Track the last TAIL_BYTES of each source's stream, so the ledger's tail
+        hash covers the bytes right before its offset however small the chunks.
+        A last line without its newline may still be being written: the ledger
+        then resumes at its start, so once complete it is read again (a good
+        line that was already complete is then dropped as a duplicate)."""
+        data = chunk.data
+        if chunk.tail is not None:
+            before = chunk.tail
+        else:
+            if src.key not in self.tails:  # the first chunk: seed from the bytes before a resumed offset
+                start = chunk.end_offset - len(data)
+                local = src.trackable and not src.compressed and not src.is_url
+                seed = _bytes_before(src, start) if start and local else b""
+                self.tails[src.key] = seed or b""
+            before = self.tails[src.key]
+        offset = chunk.end_offset
+        if data.endswith(b"\n") or not data or chunk.truncated or chunk.tail is not None:
+            stream = (before + data)[-TAIL_BYTES:] if chunk.tail is None else before
+            resume = stream
+        else:
+            cut = data.rfind(b"\n") + 1
+            stream = (before + data)[-TAIL_BYTES:]
+            resume = (before + data[:cut])[-TAIL_BYTES:]
+            offset -= len(data) - cut
+        self.tails[src.key] = stream
+        next_line = chunk.first_line + data.count(b"\n") + len(chunk.oversized)
+        return _ChunkMeta(src, next_line, tail_hash(resume), offset)
 
     def _consume(self, item: tuple[_ChunkMeta, Future | ChunkResult] | _SourceEnd, commit_events: int,
                  progress: ProgressFn | None) -> None:
@@ -292,7 +330,7 @@ class _Job:
             self.pending.tables.append(res.table)
             self.pending.events += res.table.num_rows
         self.pending.rejected.extend(res.rejected)
-        self._note_position(src, res.end_offset, meta.next_line, meta.tail, done=False)
+        self._note_position(src, meta.offset, meta.next_line, meta.tail, done=False)
         if progress is not None:
             progress(r.bytes, r.lines)
         if self.pending.events >= commit_events:

@@ -16,7 +16,7 @@ import xxhash
 
 from erp.core.lake import Lake
 
-TAIL_BYTES = 4096
+from erp.core.sources import TAIL_BYTES  # noqa: E402  (one definition, shared with the reader)
 LEDGER_DIR = "ledger"
 
 

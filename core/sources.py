@@ -15,6 +15,9 @@ import fsspec
 from erp.core.errors import InputError
 from erp.core.events import Chunk
 
+#: Bytes of the stream before a position that the input ledger hashes (see ``Chunk.tail``).
+TAIL_BYTES = 4096
+
 #: File names a folder is searched for (recursively); hidden files are skipped.
 INPUT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".log", ".log.gz")
 
@@ -204,11 +207,13 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                 # an oversized line: keep its head, skip to its end
                 head = buf[:keep]
                 total = len(buf)
+                tail = buf[-TAIL_BYTES:]
                 while True:
                     nxt, error = _read_block(f, chunk_bytes)
                     if error is not None:
                         offset += total + len(nxt)
-                        yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total + len(nxt))])
+                        yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total + len(nxt))],
+                                    tail=(tail + nxt)[-TAIL_BYTES:])
                         raise SourceReadError(_describe(error)) from error
                     if not nxt:
                         rest, newline = b"", 0
@@ -217,11 +222,13 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                     if nl != -1:
                         total += nl
                         rest, newline = nxt[nl + 1:], 1
+                        tail = (tail + nxt[:nl + 1])[-TAIL_BYTES:]
                         break
                     total += len(nxt)
+                    tail = (tail + nxt)[-TAIL_BYTES:]
                 # the line's length excludes its newline (as for lines read whole); the offset includes it
                 offset += total + newline
-                yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total)])
+                yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total)], tail=tail)
                 line += 1
                 carry = rest
                 continue
