@@ -1,0 +1,186 @@
+"""Property tests of ingest's exactly-once effect (hypothesis): whatever the mix
+of good, bad and duplicate lines, however they are split over files and read in
+chunks and commits, the lake holds each distinct good event once; re-ingesting,
+overlapping files and renamed copies add nothing; the ledger skips finished
+files and reads only the new tail of a grown one."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import NOW, event, make_config, ndjson_bytes, read_events, read_rejected
+from erp.core.ingest import ingest
+
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+BAD = ["{oops", "[]", json.dumps(event(event_id="bad-ts", timestamp="never")),
+       json.dumps(event(event_id="bad-tenant", tenant_id="../up")), json.dumps(event(event_id="bad-type", event_type=1)),
+       "\t  \t"]  # the last one is blank, not bad
+
+
+def good(i: int, variant: str = "page_view") -> str:
+    tenant = ("acme", "globex", "initech")[i % 3]
+    return json.dumps(event(event_id=f"id-{i}", tenant_id=tenant, event_type=variant,
+                            timestamp=f"2026-09-{1 + i % 9:02d}T{i % 24:02d}:00:00Z",
+                            properties={"page_url": f"https://x.example/{i}"}))
+
+
+@st.composite
+def workloads(draw):
+    """Lines (good, bad, exact duplicates, same id with other content), split into files."""
+    n = draw(st.integers(1, 40))
+    kinds = draw(st.lists(st.sampled_from(["good", "good", "good", "bad", "dup", "same_id"]), min_size=n, max_size=n))
+    lines: list[str] = []
+    first: dict[str, str] = {}  # event id -> event_type of its first occurrence
+    for i, kind in enumerate(kinds):
+        seen = sorted(first)
+        if kind == "bad":
+            lines.append(draw(st.sampled_from(BAD)))
+        elif kind in ("dup", "same_id") and seen:
+            j = int(draw(st.sampled_from(seen)).split("-")[1])
+            lines.append(good(j) if kind == "dup" else good(j, variant="click"))
+        else:
+            lines.append(good(i))
+            first.setdefault(f"id-{i}", "page_view")
+    cuts = sorted(draw(st.lists(st.integers(0, len(lines)), max_size=3)))
+    files = [lines[a:b] for a, b in zip([0] + cuts, cuts + [len(lines)])]
+    chunk = draw(st.sampled_from([700, 4096, 1 << 20]))
+    commit = draw(st.sampled_from([7, 25, 1000]))
+    return lines, files, first, chunk, commit
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_bytes(ndjson_bytes(lines))
+    return path
+
+
+def stored(lake: Path) -> dict[tuple[str, str], str]:
+    df = read_events(lake)
+    ids = Counter(zip(df["tenant_id"], df["event_id"]))
+    assert not ids or max(ids.values()) == 1, "an event is stored twice"
+    return {(t, e): et for t, e, et in zip(df["tenant_id"], df["event_id"], df["event_type"])}
+
+
+def expected(first: dict[str, str]) -> dict[tuple[str, str], str]:
+    return {(("acme", "globex", "initech")[int(e.split("-")[1]) % 3], e): et for e, et in first.items()}
+
+
+@SETTINGS
+@given(workloads())
+def test_the_lake_holds_each_distinct_good_event_once(w):
+    lines, files, first, chunk, commit = w
+    n_bad = sum(1 for line in lines if line in BAD and line.strip())
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        cfg = make_config(base, **{"ingest.chunk_bytes": chunk, "ingest.commit_events": commit})
+        paths = [write(base / f"in-{k}.ndjson", f) for k, f in enumerate(files)]
+        r = ingest(cfg, [str(p) for p in paths], now=NOW, workers=1)
+
+        assert r.accepted + r.rejected + r.duplicates + r.blank == r.lines == len(lines)
+        assert r.rejected == n_bad
+        assert r.accepted == len(first)
+        assert stored(base / "lake") == expected(first)  # first occurrence wins
+        rejected = read_rejected(base / "lake")
+        assert len(rejected) == n_bad
+        where = {(str(p), k + 1) for p, f in zip(paths, files) for k, line in enumerate(f)
+                 if line in BAD and line.strip()}
+        assert {(x["source"], x["line"]) for x in rejected} == where
+
+        # ingesting again: the ledger skips every finished file, nothing is read
+        again = ingest(cfg, [str(p) for p in paths], now=NOW, workers=1)
+        assert [s.status for s in again.sources] == ["skipped"] * len(paths)
+        assert (again.lines, again.accepted, again.rejected) == (0, 0, 0)
+
+        # the same lines under another name, and overlapping files: no new event
+        copy = write(base / "renamed.ndjson", lines)
+        overlap = write(base / "overlap.ndjson", lines[len(lines) // 2:] + [good(10_000)])
+        r3 = ingest(cfg, [str(copy), str(overlap)], now=NOW, workers=1)
+        assert r3.accepted == 1
+        assert r3.accepted + r3.rejected + r3.duplicates + r3.blank == r3.lines
+        assert stored(base / "lake") == {**expected(first), **expected({"id-10000": "page_view"})}
+
+
+@SETTINGS
+@given(workloads(), st.integers(1, 20), st.booleans())
+def test_a_grown_file_only_ingests_its_new_tail(w, n_new, newline_at_end):
+    lines, _, first, chunk, commit = w
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        cfg = make_config(base, **{"ingest.chunk_bytes": chunk, "ingest.commit_events": commit})
+        path = base / "app.log.ndjson"
+        body = ndjson_bytes(lines)
+        path.write_bytes(body if newline_at_end else body[:-1])  # a last line may lack its newline
+        ingest(cfg, [str(path)], now=NOW, workers=1)
+        before = stored(base / "lake")
+        rejected_before = len(read_rejected(base / "lake"))
+
+        new = [good(5000 + k) for k in range(n_new)]
+        with open(path, "ab") as f:
+            f.write(b"" if newline_at_end else b"\n")
+            f.write(ndjson_bytes(new))
+        r = ingest(cfg, [str(path)], now=NOW, workers=1)
+        assert [s.status for s in r.sources] == ["resumed"]
+        # only the new lines are read; a last line that had no newline yet is read
+        # again now that it is complete (a good one is then a duplicate)
+        reread = 0 if newline_at_end else 1
+        last_bad = lines[-1] in BAD and bool(lines[-1].strip())
+        assert r.lines == n_new + reread and r.accepted == n_new
+        assert r.rejected == (reread if last_bad else 0)
+        assert r.accepted + r.rejected + r.duplicates + r.blank == r.lines
+        after = stored(base / "lake")
+        assert after == {**before, **expected({f"id-{5000 + k}": "page_view" for k in range(n_new)})}
+        assert len(read_rejected(base / "lake")) == rejected_before + r.rejected  # old bad lines are not re-read
+
+        # the new lines carry their real line numbers: a bad line appended later says where it is
+        with open(path, "ab") as f:
+            f.write(b"{not json\n")
+        ingest(cfg, [str(path)], now=NOW, workers=1)
+        last = [x for x in read_rejected(base / "lake") if x["raw"] == "{not json"]
+        assert [x["line"] for x in last] == [len(lines) + n_new + 1]
+
+
+def test_an_unterminated_last_line_is_completed_by_the_writer():
+    """A log writer may be in the middle of a line when cron runs: the part
+    written so far is rejected, and once the line is complete it lands."""
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        cfg = make_config(base)
+        path = base / "live.ndjson"
+        full = good(1).encode()
+        path.write_bytes(ndjson_bytes([good(0)]) + full[:25])
+        r1 = ingest(cfg, [str(path)], now=NOW, workers=1)
+        assert (r1.accepted, r1.rejected) == (1, 1)
+        with open(path, "ab") as f:
+            f.write(full[25:] + b"\n")
+        r2 = ingest(cfg, [str(path)], now=NOW, workers=1)
+        assert (r2.accepted, r2.rejected) == (1, 0)
+        assert sorted(e for _, e in stored(base / "lake")) == ["id-0", "id-1"]
+
+
+def test_a_grown_file_after_an_oversized_line_resumes_at_its_end():
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        cfg = make_config(base, **{"ingest.chunk_bytes": 4096, "ingest.max_line_bytes": 8192})
+        path = base / "big.ndjson"
+        write(path, [good(0), json.dumps(event(event_id="huge", properties={"pad": "z" * 50_000})), good(1)])
+        r1 = ingest(cfg, [str(path)], now=NOW, workers=1)
+        assert (r1.accepted, r1.rejected) == (2, 1)
+        with open(path, "ab") as f:
+            f.write(ndjson_bytes([good(2)]))
+        r2 = ingest(cfg, [str(path)], now=NOW, workers=1)
+        assert [s.status for s in r2.sources] == ["resumed"]
+        assert (r2.lines, r2.accepted, r2.rejected) == (1, 1, 0)
+        # and when the oversized line is the last one before the file grows
+        path2 = base / "big2.ndjson"
+        write(path2, [good(3), json.dumps(event(event_id="huge2", properties={"pad": "z" * 50_000}))])
+        ingest(cfg, [str(path2)], now=NOW, workers=1)
+        with open(path2, "ab") as f:
+            f.write(ndjson_bytes([good(4)]))
+        r3 = ingest(cfg, [str(path2)], now=NOW, workers=1)
+        assert (r3.lines, r3.accepted, r3.rejected) == (1, 1, 0)
