@@ -80,8 +80,10 @@ class Selector:
 
 
 def parse_types(value: Any, where: str, *, allow_any: bool = True) -> tuple[str, ...] | None:
-    if value == "any" and allow_any:
-        return None
+    if value == "any":
+        if allow_any:
+            return None
+        raise ConfigError(f"{where}: 'any' is not allowed here; name an event type or a list of them")
     if isinstance(value, str) and value:
         return (value,)
     if isinstance(value, list) and value and all(isinstance(t, str) and t for t in value):

@@ -194,7 +194,7 @@ def match_attempts(spec: FunnelSpec, source: EventSource, window: Window) -> pl.
             .otherwise(pl.col(f"xt{i}") <= pl.col("deadline"))
         voided = voided | v.fill_null(False)
     att = att.filter(~voided)
-    return att.with_columns(open=pl.lit(window.now) <= pl.col("deadline")).sort("aid")
+    return att.with_columns(open=pl.col("deadline") >= window.now).sort("aid")
 
 
 def _match_next(att: pl.DataFrame, ev: pl.DataFrame, k: int, *, strict: bool) -> pl.DataFrame:
