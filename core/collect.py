@@ -156,7 +156,9 @@ def create_app(cfg: Config, settings: CollectSettings | None = None, *, spool: S
                 raise _too_large(None, MAX_BODY_BYTES)
             parts.append(chunk)
         body = b"".join(parts)
-        body = decode_body(body, request.headers.get("content-encoding"))
+        encoding = request.headers.get("content-encoding")
+        body = decode_body(body, encoding)
+        metrics.body_read("gzip" if encoding and "gzip" in encoding.lower() else (encoding or "identity")[:20])
         if not body.strip():
             raise RequestError(400, "empty_body", "the request body is empty", "send a JSON document")
         return body

@@ -23,6 +23,11 @@ class Metrics:
         self.rejected: Counter = Counter()  # reason -> events
         self.hist: dict[str, list[int]] = {}  # endpoint -> bucket counts (+Inf last)
         self.hist_sum: Counter = Counter()
+        self.encodings: Counter = Counter()  # Content-Encoding of bodies read -> requests
+
+    def body_read(self, encoding: str) -> None:
+        with self._lock:
+            self.encodings[encoding] += 1
 
     def observe(self, endpoint: str, status: int, seconds: float, accepted: int = 0,
                 rejected: Counter | None = None) -> None:
@@ -56,6 +61,9 @@ class Metrics:
             head("erp_collect_events_rejected_total", "counter", "Events refused at the door, by reason.")
             for reason, n in sorted(self.rejected.items()):
                 lines.append(f'erp_collect_events_rejected_total{{reason="{_esc(reason)}"}} {n}')
+            head("erp_collect_request_bodies_total", "counter", "Request bodies read, by Content-Encoding.")
+            for enc, n in sorted(self.encodings.items()):
+                lines.append(f'erp_collect_request_bodies_total{{encoding="{_esc(enc)}"}} {n}')
             head("erp_collect_request_duration_seconds", "histogram", "Request latency, receipt to answer.")
             for ep, counts in sorted(self.hist.items()):
                 cum = 0
