@@ -54,7 +54,7 @@ def parse_size(value: Any) -> int:
 class IngestSettings:
     chunk_bytes: ByteSize = ByteSize(8 * 1024**2)
     """Bytes of input a worker parses at a time."""
-    commit_events: int = 500_000
+    commit_events: int = 200_000
     """Events buffered before they are deduplicated, written and committed."""
     max_line_bytes: ByteSize = ByteSize(1024**2)
     """Longer lines are rejected with reason ``line_too_large``."""
