@@ -185,29 +185,61 @@ def open_page(context: Any, url: str) -> Any:
 
 
 WIDGETS_JS = """
-() => Array.from(document.querySelectorAll("[data-widget-id]")).map((w) => ({
-  id: w.getAttribute("data-widget-id"),
-  type: w.getAttribute("data-widget-type"),
-  visible: w.getClientRects().length > 0,
-  text: w.innerText,
-  values: Array.from(w.querySelectorAll("[data-value]")).map((v) => {
-    const attrs = {};
-    for (const a of v.attributes) if (a.name.startsWith("data-")) attrs[a.name.slice(5)] = a.value;
-    const r = v.getBoundingClientRect();
-    return {value: v.getAttribute("data-value"), attrs, tag: v.tagName.toLowerCase(),
-            text: (v.textContent || "").trim(),
-            rendered: v.getClientRects().length > 0 && r.width > 0 && r.height > 0};
-  }),
-  charts: w.querySelectorAll("svg").length,
-}))
+() => {
+  const drawn = (el) => {  // laid out, not in a closed <details>, not visibility:hidden
+    const r = el.getBoundingClientRect();
+    return el.checkVisibility({visibilityProperty: true}) && r.width > 0 && r.height > 0;
+  };
+  return Array.from(document.querySelectorAll("[data-widget-id]")).map((w) => ({
+    id: w.getAttribute("data-widget-id"),
+    type: w.getAttribute("data-widget-type"),
+    visible: drawn(w),
+    charts: w.querySelectorAll("svg:not([aria-hidden=true])").length,
+    values: Array.from(w.querySelectorAll("[data-value]")).map((v) => {
+      const keyed = v.closest("[data-key]");
+      const tr = v.closest("tr");
+      let row = null, column = null;
+      if (tr) {
+        const head = tr.querySelector("th") || tr.cells[0];
+        row = head ? head.textContent.trim() : null;
+        const table = tr.closest("table");
+        const hr = table.tHead ? table.tHead.rows[0] : table.rows[0];
+        if (hr && hr !== tr && hr.cells[v.cellIndex]) column = hr.cells[v.cellIndex].textContent.trim();
+      }
+      return {value: v.getAttribute("data-value"), key: keyed && w.contains(keyed) ? keyed.getAttribute("data-key") : null,
+              row, column, text: (v.textContent || "").trim(), rendered: drawn(v)};
+    }),
+  }));
+}
 """
 
 
 def widgets(page: Any) -> dict[str, dict[str, Any]]:
-    """Every ``[data-widget-id]`` element with its ``[data-value]`` descendants
-    (their ``data-*`` attributes, text and whether they are drawn)."""
-    found = page.evaluate(WIDGETS_JS)
-    return {w["id"]: w for w in found}
+    """Every ``[data-widget-id]`` element with its ``[data-value]`` descendants: the
+    number, the ``data-key`` around it, its table row and column headers, its text,
+    and whether it is drawn."""
+    return {w["id"]: w for w in page.evaluate(WIDGETS_JS)}
+
+
+def open_details(page: Any) -> int:
+    """Open every closed ``<details>`` by clicking its summary, as a reader would
+    (works with JavaScript off). Returns how many were opened."""
+    summaries = page.locator("details:not([open]) > summary")
+    n = summaries.count()
+    for i in range(n):
+        summaries.nth(0).click()  # the list shrinks as each one opens
+    return n
+
+
+def event_handler_attributes(page: Any) -> list[str]:
+    """Elements of the page (and its same-origin frames) that carry an ``on*``
+    attribute; a bundle has none, so any is injected markup."""
+    return page.evaluate("""() => {
+      const out = [];
+      for (const el of document.querySelectorAll("*"))
+        for (const a of el.attributes) if (a.name.startsWith("on")) out.push(el.tagName + " " + a.name);
+      return out;
+    }""")
 
 
 def number(text: str | None) -> float | None:
