@@ -20,6 +20,7 @@ lake's commit protocol (stage, intent, move), with the watermark in it.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ DEFAULT_DIMENSIONS = ("device_type", "country")
 WATERMARK = "_state/rollup/watermark.json"
 TABLES = ("hourly", "user_days")
 VERSION = 1
+#: Parquet bytes computed per scan and commit (bounds memory; many small tenants share one).
+BATCH_BYTES = 256 * 1024**2
 
 
 @dataclass
@@ -70,7 +73,22 @@ def event_files(lake: Lake, tenant: str, days: Iterable[str] | None = None) -> d
     """date -> sorted [(path, size)] of a tenant's events part files."""
     base = lake.events_dir(tenant)
     out: dict[str, list[tuple[str, int]]] = {}
-    if days is None:
+    if lake.is_local:
+        try:
+            dirs = [f"date={d}" for d in days] if days is not None else \
+                [e.name for e in os.scandir(base) if e.name.startswith("date=") and e.is_dir()]
+        except FileNotFoundError:
+            return out
+        for name in dirs:
+            try:
+                with os.scandir(os.path.join(base, name)) as it:
+                    files = [(e.path, e.stat().st_size) for e in it
+                             if e.name.endswith(".parquet") and e.is_file()]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if files:
+                out[name[5:]] = files
+    elif days is None:
         if not lake.fs.exists(base):
             return out
         found = lake.fs.find(base, detail=True)
@@ -132,30 +150,33 @@ def _scan(lake: Lake, paths: list[str]) -> pl.LazyFrame:
     if lake.is_local:
         lf = pl.scan_parquet(paths, glob=False, hive_partitioning=False, schema=pl.Schema(pl.from_arrow(EVENT_SCHEMA.empty_table()).schema),
                              include_file_paths="_file")
-    else:  # pragma: no cover - object stores go through pyarrow's dataset with the lake's fs
+    else:  # object stores go through pyarrow's dataset with the lake's filesystem
         import pyarrow.dataset as ds
 
-        dset = ds.dataset(paths, filesystem=lake.fs, format="parquet", schema=EVENT_SCHEMA)
-        lf = pl.scan_pyarrow_dataset(dset).with_columns(_file=pl.lit(None, pl.String))
+        lf = pl.concat([pl.scan_pyarrow_dataset(ds.dataset(p, filesystem=lake.fs, format="parquet",
+                                                           schema=EVENT_SCHEMA)).with_columns(_file=pl.lit(p))
+                        for p in paths])
     return lf
 
 
-def compute_tables(events: pl.LazyFrame, dimensions: tuple[str, ...]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Both rollup tables from events that carry a ``date`` column (the partition)."""
+def compute_tables(events: pl.LazyFrame, dimensions: tuple[str, ...],
+                   by: tuple[str, ...] = ()) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Both rollup tables from events that carry a ``date`` column (the partition)
+    and the ``by`` columns (e.g. ``tenant_id``)."""
     lf = events.with_columns(user_key=pl.coalesce(pl.col("user_id"), pl.col("anonymous_id")))
-    hourly = (lf.group_by("date", pl.col("timestamp").dt.hour().cast(pl.Int8).alias("hour"),
+    hourly = (lf.group_by(*by, "date", pl.col("timestamp").dt.hour().cast(pl.Int8).alias("hour"),
                           "event_type", *dimensions)
               .agg(pl.len().cast(pl.Int64).alias("events"),
                    pl.col("user_key").drop_nulls().n_unique().cast(pl.Int64).alias("users"),
                    pl.col("session_id").drop_nulls().n_unique().cast(pl.Int64).alias("sessions"))
-              .sort("date", "hour", "event_type", *dimensions, nulls_last=True))
+              .sort(*by, "date", "hour", "event_type", *dimensions, nulls_last=True))
     user_days = (lf.filter(pl.col("user_key").is_not_null())
-                 .group_by("date", "user_key")
+                 .group_by(*by, "date", "user_key")
                  .agg(pl.len().cast(pl.Int64).alias("events"),
                       pl.col("session_id").drop_nulls().n_unique().cast(pl.Int64).alias("sessions"),
                       pl.col("timestamp").min().alias("first_seen"),
                       pl.col("timestamp").max().alias("last_seen"))
-                 .sort("date", "user_key"))
+                 .sort(*by, "date", "user_key"))
     return hourly, user_days
 
 
@@ -169,7 +190,8 @@ def rollup(cfg: Config, *, tenant: str | None = None, since: date | None = None,
 
 def rollup_lake(lake: Lake, *, tenant: str | None = None, since: date | None = None,
                 until: date | None = None, full: bool = False,
-                dimensions: tuple[str, ...] | None = None) -> RollupResult:
+                dimensions: tuple[str, ...] | None = None,
+                batch_bytes: int = BATCH_BYTES) -> RollupResult:
     t0 = time.perf_counter()
     result = RollupResult(lake.url, full)
     if tenant is not None:
@@ -179,14 +201,25 @@ def rollup_lake(lake: Lake, *, tenant: str | None = None, since: date | None = N
         wm = read_watermark(lake)
         dims = tuple(dimensions or wm.get("dimensions") or DEFAULT_DIMENSIONS)
         if wm.get("version") != VERSION or tuple(wm.get("dimensions") or ()) != dims:
-            full_all = True  # another layout: every partition is rebuilt
+            full = True  # another layout: every partition is rebuilt
             wm = {"version": VERSION, "dimensions": list(dims), "tenants": {}}
-        else:
-            full_all = False
         tenants = [tenant] if tenant else sorted(set(tenants_in(lake)) | set(wm["tenants"]))
-        for t in tenants:
-            validate_tenant_id(t)
-            _rollup_tenant(lake, wm, t, dims, since, until, full or full_all, result)
+        plans = [_plan(lake, wm, validate_tenant_id(t), since, until, full, result) for t in tenants]
+        plans = [p for p in plans if p.dirty or p.gone]
+        # Tenants are computed together in batches of about ``batch_bytes`` of Parquet
+        # (one scan, one commit each): few queries for many small tenants, bounded
+        # memory for large ones (a tenant larger than a batch is split by dates).
+        batch: list[_Plan] = []
+        size = 0
+        for plan in plans:
+            for piece in plan.split(batch_bytes):
+                if batch and size + piece.bytes > batch_bytes:
+                    _run_batch(lake, wm, batch, dims, result)
+                    batch, size = [], 0
+                batch.append(piece)
+                size += piece.bytes
+        if batch:
+            _run_batch(lake, wm, batch, dims, result)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -195,60 +228,92 @@ def _in_range(d: str, since: date | None, until: date | None) -> bool:
     return (since is None or d >= since.isoformat()) and (until is None or d <= until.isoformat())
 
 
-def _rollup_tenant(lake: Lake, wm: dict[str, Any], t: str, dims: tuple[str, ...], since: date | None,
-                   until: date | None, full: bool, result: RollupResult) -> None:
+@dataclass
+class _Plan:
+    tenant: str
+    files: dict[str, list[tuple[str, int]]]  # dirty date -> part files
+    dirty: list[str]
+    gone: list[str]
+
+    @property
+    def bytes(self) -> int:
+        return sum(s for d in self.dirty for _, s in self.files[d])
+
+    def split(self, limit: int) -> list["_Plan"]:
+        out: list[_Plan] = []
+        cur: list[str] = []
+        size = 0
+        for d in self.dirty:
+            b = sum(s for _, s in self.files[d])
+            if cur and size + b > limit:
+                out.append(_Plan(self.tenant, self.files, cur, []))
+                cur, size = [], 0
+            cur.append(d)
+            size += b
+        out.append(_Plan(self.tenant, self.files, cur, self.gone))
+        return out
+
+
+def _plan(lake: Lake, wm: dict[str, Any], t: str, since: date | None, until: date | None, full: bool,
+          result: RollupResult) -> _Plan:
     files = {d: f for d, f in event_files(lake, t).items() if _in_range(d, since, until)}
     known: dict[str, Any] = wm["tenants"].get(t, {})
-    known_in_range = {d: v for d, v in known.items() if _in_range(d, since, until)}
     result.tenants += 1
     result.partitions_checked += len(files)
-    dirty = sorted(d for d, f in files.items()
-                   if full or known_in_range.get(d, {}).get("fp") != fingerprint(f))
-    gone = sorted(d for d in known_in_range if d not in files)
-    if not dirty and not gone:
-        return
+    dirty = sorted(d for d, f in files.items() if full or known.get(d, {}).get("fp") != fingerprint(f))
+    gone = sorted(d for d in known if _in_range(d, since, until) and d not in files)
+    return _Plan(t, files, dirty, gone)
+
+
+def _run_batch(lake: Lake, wm: dict[str, Any], plans: list[_Plan], dims: tuple[str, ...],
+               result: RollupResult) -> None:
     commit = lake.begin(new_batch_id())
-    new_entries: dict[str, dict[str, Any]] = {}
-    if dirty:
-        paths = [p for d in dirty for p, _ in files[d]]
-        lf = _scan(lake, paths).with_columns(
-            date=pl.col("_file").str.extract(r"/date=(\d{4}-\d{2}-\d{2})/", 1).str.to_date()
-            if lake.is_local else pl.col("timestamp").dt.date())
-        hourly, user_days = compute_tables(lf.drop("_file"), dims)
+    paths = [p for plan in plans for d in plan.dirty for p, _ in plan.files[d]]
+    frames: dict[str, dict[str, pl.DataFrame]] = {}
+    if paths:
+        lf = _scan(lake, paths)
+        lf = lf.with_columns(
+            tenant_id=pl.col("_file").str.extract(r"/tenant_id=([a-z0-9][a-z0-9_-]{0,62})/date=", 1),
+            date=pl.col("_file").str.extract(r"/date=(\d{4}-\d{2}-\d{2})/", 1).str.to_date()).drop("_file")
+        hourly, user_days = compute_tables(lf, dims, by=("tenant_id",))
         h, u = pl.collect_all([hourly, user_days], engine="streaming")
         result.hourly_rows += h.height
         result.user_day_rows += u.height
-        for d in dirty:
-            new_entries[d] = {"fp": fingerprint(files[d]), "hourly": [], "user_days": []}
         for table, df in (("hourly", h), ("user_days", u)):
-            if df.height:
-                for rel in commit.write_partitioned(df, posixpath.join("rollups", table, tenant_partition(t)),
-                                                    ["date"]):
-                    d = rel.split("/date=", 1)[1].split("/", 1)[0]
-                    new_entries.setdefault(d, {"fp": None, "hourly": [], "user_days": []})[table].append(rel)
-    for d in dirty + gone:
+            for key, sub in df.partition_by("tenant_id", as_dict=True, include_key=False).items():
+                frames.setdefault(key[0], {})[table] = sub
+    for plan in plans:
+        t = plan.tenant
+        known: dict[str, Any] = wm["tenants"].get(t, {})
+        entries = {d: {"fp": fingerprint(plan.files[d]), "hourly": [], "user_days": []} for d in plan.dirty}
         for table in TABLES:
-            for rel in known.get(d, {}).get(table, []):
-                commit.delete_on_commit(rel)
-    tenant_wm = dict(known)
-    for d in gone:
-        tenant_wm.pop(d, None)
-    for d, entry in new_entries.items():
-        if entry["fp"] is None:  # an event with a timestamp outside its partition's date
-            raise LakeError(f"events of tenant {t} under date={dirty} carry timestamps of {d}",
-                            path=lake.events_dir(t), hint="the partition was written by another tool; "
-                            "re-ingest it with erp ingest")
-        tenant_wm[d] = entry
-    if tenant_wm:
-        wm["tenants"][t] = dict(sorted(tenant_wm.items()))
-    else:
-        wm["tenants"].pop(t, None)
-    data = json.dumps(wm, sort_keys=True).encode()
-    lake.commit(commit, state_files={WATERMARK: data})
-    result.partitions_rebuilt += len(dirty)
-    result.partitions_removed += len(gone)
-    if dirty:
-        result.rebuilt[t] = dirty
+            df = frames.get(t, {}).get(table)
+            if df is None or not df.height:
+                continue
+            for rel in commit.write_partitioned(df, posixpath.join("rollups", table, tenant_partition(t)),
+                                                ["date"]):
+                d = rel.split("/date=", 1)[1].split("/", 1)[0]
+                if d not in entries:  # cannot happen: the date comes from the file's folder
+                    raise LakeError(f"rollup of tenant {t} produced date {d} outside its partitions",
+                                    path=lake.events_dir(t))
+                entries[d][table].append(rel)
+        for d in plan.dirty + plan.gone:
+            for table in TABLES:
+                for rel in known.get(d, {}).get(table, []):
+                    commit.delete_on_commit(rel)
+        tenant_wm = dict(known)
+        for d in plan.gone:
+            tenant_wm.pop(d, None)
+        tenant_wm.update(entries)
+        if tenant_wm:
+            wm["tenants"][t] = dict(sorted(tenant_wm.items()))
+        else:
+            wm["tenants"].pop(t, None)
+        result.partitions_rebuilt += len(plan.dirty)
+        result.partitions_removed += len(plan.gone)
+        if plan.dirty:
+            result.rebuilt.setdefault(t, []).extend(plan.dirty)
+    lake.commit(commit, state_files={WATERMARK: json.dumps(wm, sort_keys=True).encode()})
 
 
 # --- reading (for the report engine) -------------------------------------------------
