@@ -206,11 +206,17 @@ def _coerce(value: Any, tp: Any, *, where: str, key: str, from_text: bool) -> An
         if tp is int:
             if isinstance(value, bool) or not (isinstance(value, int) or from_text):
                 raise ValueError(f"expected a whole number, got {value!r}")
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"expected a whole number, got {value!r}") from None
         if tp is float:
             if isinstance(value, bool) or not (isinstance(value, (int, float)) or from_text):
                 raise ValueError(f"expected a number, got {value!r}")
-            return float(value)
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
         if tp is str:
             if not isinstance(value, str) and not from_text:
                 raise ValueError(f"expected text, got {value!r}")
@@ -339,6 +345,7 @@ def load_config(config_file: str | Path | None = None, *, flags: Mapping[str, An
         if sources.get(key, "").startswith(("env ", "command-line")):
             settings = dataclasses.replace(settings, **{key: _resolve_path(v, cwd)})
     _check_defaults(settings.defaults, sources)
+    _check_ranges(settings, sources)
     tenants = load_tenants(_local(settings.tenants_file), settings.defaults)
     schemas = load_schemas(_local(settings.schemas_dir))
     return Config(settings=settings, tenants=tenants, schemas=schemas, sources=sources,
@@ -354,6 +361,29 @@ def _check_defaults(d: Defaults, sources: Mapping[str, str]) -> None:
     if d.plan_tier not in PLAN_TIERS:
         raise ConfigError(f"unknown plan tier {d.plan_tier!r}", path=sources.get("defaults.plan_tier"),
                           key="defaults.plan_tier", hint="valid: " + ", ".join(PLAN_TIERS))
+
+
+#: Lowest allowed value of numeric settings (a zero chunk size would read nothing
+#: and mark the input finished; a negative worker count means nothing).
+_MINIMUMS: dict[str, tuple[float, str]] = {
+    "ingest.chunk_bytes": (1, "at least 1 byte (a few MiB is a good size)"),
+    "ingest.commit_events": (1, "at least 1"),
+    "ingest.max_line_bytes": (1, "at least 1 byte"),
+    "ingest.workers": (0, "0 (one per core) or more"),
+    "ingest.skew_threshold_seconds": (0, "0 or more"),
+    "ingest.future_tolerance_seconds": (0, "0 or more"),
+    "ingest.target_file_bytes": (1, "at least 1 byte (e.g. 128MiB)"),
+    "defaults.retention_days": (1, "a whole number of days >= 1, or null to keep forever"),
+    "defaults.storage_quota": (0, "a size >= 0, or null for unlimited"),
+}
+
+
+def _check_ranges(settings: Settings, sources: Mapping[str, str]) -> None:
+    for key, (low, valid) in _MINIMUMS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(settings, section), name)
+        if value is not None and value < low:
+            raise ConfigError(f"{value!r} is out of range", path=sources.get(key), key=key, hint=f"valid: {valid}")
 
 
 def _check_timezone(tz: str, *, where: str, key: str) -> None:
@@ -389,7 +419,8 @@ def load_tenants(path: Path, defaults: Defaults) -> dict[str, Tenant]:
             raise ConfigError("expected a mapping", path=where, key=key)
         for k in item:
             if k not in _TENANT_KEYS:
-                raise ConfigError(f"unknown key {k!r}", path=where, key=f"{key}.{k}",
+                raise ConfigError(f"unknown key {k!r}", path=f"{path}:{lines.get(f'{key}.{k}', '?')}",
+                                  key=f"{key}.{k}",
                                   hint="valid keys: " + ", ".join(_TENANT_KEYS))
         tid = item.get("tenant_id")
         if not is_valid_tenant_id(tid):
