@@ -110,6 +110,30 @@ def plan(cfg: Config, lake: Lake, defs: dict[str, Report], tenants: list[str] | 
     return pairs
 
 
+def sparklines(report: Report, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Sparklines for metric tiles, taken from a series of the same report that has the
+    same measure and filters (no extra computing): a metric without such a series has
+    none. Returns ``{metric widget id: {"values", "incomplete", "interval"}}``."""
+    found: dict[Any, dict[str, Any]] = {}
+    for wdef, wjson in zip(report.widgets, data.get("widgets") or []):
+        spec = wdef.spec
+        if wdef.type != "time_series" or getattr(spec, "breakdown", True) is not None:
+            continue
+        d = wjson.get("data") or {}
+        incomplete = [bool(b.get("incomplete")) for b in d.get("buckets") or []]
+        for sdef, sjson in zip(getattr(spec, "series", ()), d.get("series") or []):
+            key = (sdef.measure, tuple(spec.filters) + tuple(sdef.filters))
+            found.setdefault(key, {"values": sjson.get("values") or [], "incomplete": incomplete,
+                                   "interval": d.get("interval")})
+    out = {}
+    for wdef in report.widgets:
+        if wdef.type == "metric":
+            key = (getattr(wdef.spec, "measure", None), tuple(getattr(wdef.spec, "filters", ())))
+            if key in found:
+                out[wdef.id] = found[key]
+    return out
+
+
 def build_reports(cfg: Config, out: Path, *, tenants: list[str] | None = None, reports: list[str] | None = None,
                   since: date | None = None, until: date | None = None, now: datetime,
                   options: Options = Options(), lake: Lake | None = None,
@@ -132,7 +156,7 @@ def build_reports(cfg: Config, out: Path, *, tenants: list[str] | None = None, r
         if data.get("tenant_id") != t:  # a bundle holds exactly one tenant's data
             raise RuntimeError(f"engine returned tenant {data.get('tenant_id')!r} for {t!r}")
         tenant_name = cfg.tenant(t).name or t
-        files = render_bundle(data, tenant_name=tenant_name, options=options)
+        files = render_bundle(data, tenant_name=tenant_name, options=options, sparklines=sparklines(r, data))
         t2 = time.perf_counter()
         n_before = len(stats.written)
         hashes = write_bundle(out, t, r.id, files, previous.get(f"{t}/{r.id}"), stats)

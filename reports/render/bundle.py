@@ -148,13 +148,25 @@ def check_report(report: dict[str, Any]) -> None:
         seen.add(wid)
 
 
+#: CSVs up to this size are also embedded in the page, so "download CSV" works from
+#: file:// and inside a sandboxed iframe; larger ones are linked (the file is beside it).
+EMBED_CSV_MAX = 20_000
+
+
 def render_bundle(report: dict[str, Any], *, tenant_name: str | None = None,
-                  options: Options = Options()) -> dict[str, bytes]:
+                  options: Options = Options(),
+                  sparklines: dict[str, dict[str, Any]] | None = None) -> dict[str, bytes]:
     """The files of one bundle, by name. ``report`` is the engine's JSON for one tenant
-    and report (docs/reports.md)."""
+    and report (docs/reports.md); ``sparklines`` maps metric widget ids to
+    ``{"values": [...], "incomplete": [...]}`` drawn in their KPI tiles."""
     check_report(report)
-    views = [widget_view(w, report) for w in report.get("widgets") or []]
+    widgets = report.get("widgets") or []
+    if sparklines:
+        widgets = [dict(w, data=dict(w.get("data") or {}, sparkline=sparklines[w["widget_id"]]))
+                   if w.get("widget_id") in sparklines and isinstance(w.get("data"), dict) else w for w in widgets]
+    views = [widget_view(w, report) for w in widgets]
     csvs = {v.widget_id: to_csv(v.csv_header, v.csv_rows) for v in views}
+    embedded = {k: text for k, text in csvs.items() if len(text) <= EMBED_CSV_MAX}
     style, script = page_style(), page_script()
     csp = content_security_policy(style, script)
     env = environment()
@@ -163,13 +175,13 @@ def render_bundle(report: dict[str, Any], *, tenant_name: str | None = None,
         report=report, tenant_name=name, range_text=range_text(report), theme=options.theme,
         transparent=options.transparent, csp=csp, style=Markup(style), script=Markup(script),
         widgets=[(v, _partial(v), f"{v.widget_id}.csv") for v in views],
-        data_json=script_json({"report_id": report["report_id"], "tenant_id": report["tenant_id"], "csv": csvs}))
+        data_json=script_json({"report_id": report["report_id"], "tenant_id": report["tenant_id"], "csv": embedded}))
     host = host_script()
     embed = env.get_template("bundle/embed.html").render(
         report=report, tenant_name=name, csp=csp, host_script=Markup(host),
         snippet=embed_snippet(report, name, host))
     files = {"index.html": page.encode("utf-8"),
-             "data.json": (json.dumps(report, ensure_ascii=False, indent=1) + "\n").encode("utf-8"),
+             "data.json": (json.dumps(report, ensure_ascii=False, indent=1, separators=(",", ":")) + "\n").encode("utf-8"),
              "embed.html": embed.encode("utf-8")}
     for wid, text in csvs.items():
         files[f"{wid}.csv"] = text.encode("utf-8")

@@ -53,8 +53,8 @@ def nice_ticks(lo: float, hi: float, max_ticks: int = 6, *, zero: bool = True) -
         lo, hi = hi, lo
     if zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi == lo:
-        hi = lo + (abs(lo) if lo else 1.0)
+    if hi - lo < 1e-12:  # one value (or differences below any chart's resolution)
+        hi = lo + (abs(lo) if abs(lo) >= 1e-12 else 1.0)
     n = max(2, max_ticks)
     while True:
         step = nice_step(hi - lo, n)

@@ -232,9 +232,11 @@ def time_series_view(widget: dict[str, Any], report: dict[str, Any]) -> View:
         v.notes.append("Dashed or faded parts are incomplete periods that are still filling.")
     cols = ["Period"] + [str(s.get("label")) for s in series]
     rows = []
+    long = len(buckets) > charts.HIT_LIMIT  # long tables: plain numbers (the CSV has them raw)
     for i, label in enumerate(labels):
         flag = " (incomplete)" if incomplete[i] else (" (partial)" if buckets[i].get("partial") else "")
-        rows.append([Cell(label + flag)] + [num_cell(_at(s.get("values"), i)) for s in series])
+        rows.append([Cell(label + flag)] + [Cell(format_number(_at(s.get("values"), i)), None, True) if long
+                                            else num_cell(_at(s.get("values"), i)) for s in series])
     rows.append([Cell("Total")] + [num_cell(s.get("total")) for s in series])
     v.tables.append(Table(cols, rows))
     v.csv_header = ["bucket", "start", "end", "incomplete", "partial"] + [str(s.get("key", s.get("label")))
