@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import socket
 import time
@@ -25,7 +26,7 @@ from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 from fastapi import FastAPI, Request
@@ -87,8 +88,24 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
+@dataclass
+class Exchange:
+    """One HTTP request, independent of the framework that received it."""
+
+    headers: dict[str, str]  # lower-case names
+    client_ip: str | None
+    chunks: Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _bearer(headers: dict[str, str]) -> str | None:
+    auth = headers.get("authorization")
     if not auth:
         return None
     scheme, _, value = auth.partition(" ")
@@ -111,16 +128,174 @@ _AUTH_HINT = {
 }
 
 
+class Collector:
+    """Authenticate, read, check, spool, answer: the work behind every event endpoint."""
+
+    def __init__(self, cfg: Config, settings: CollectSettings, spool: Spool) -> None:
+        self.settings = settings
+        self.keys = KeyIndex(cfg)
+        self.metrics = Metrics()
+        self.spool = spool
+        self._counter = itertools.count(1)
+        self.routes: dict[str, tuple[str, Callable[[bytes, RequestInfo], Parsed],
+                                     Callable[[Parsed, RequestInfo], Answer]]] = {
+            "/api/v1/events": ("native", parse_native, self._native_answer)}
+        for call in ("batch", "track", "page", "identify", "screen"):
+            self.routes[f"/v1/{call}"] = ("segment", functools.partial(_segment, call=call), self._segment_answer)
+        for path in ("/batch/", "/capture/", "/e/"):
+            self.routes[path] = ("posthog", parse_posthog, self._posthog_answer)
+
+    async def _read_body(self, ex: Exchange) -> bytes:
+        cl = ex.headers.get("content-length")
+        if cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                raise RequestError(400, "bad_request", "Content-Length is not a number") from None
+            if n > MAX_BODY_BYTES:
+                raise _too_large(n, MAX_BODY_BYTES)
+        parts, total = [], 0
+        async for chunk in ex.chunks():
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                raise _too_large(None, MAX_BODY_BYTES)
+            parts.append(chunk)
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        encoding = ex.headers.get("content-encoding")
+        body = decode_body(body, encoding)
+        self.metrics.body_read("gzip" if encoding and "gzip" in encoding.lower() else (encoding or "identity")[:20])
+        if not body.strip():
+            raise RequestError(400, "empty_body", "the request body is empty", "send a JSON document")
+        return body
+
+    async def handle(self, path: str, ex: Exchange) -> Answer:
+        dialect, parse, answer = self.routes[path]
+        t0 = time.perf_counter()
+        status, accepted, rejected = 500, 0, Counter()
+        try:
+            header_key = _bearer(ex.headers)
+            tenant = None
+            if dialect == "native":
+                if header_key is None:
+                    raise RequestError(401, "unauthorized", "missing API key", _AUTH_HINT[dialect])
+                tenant = self.keys.tenant(header_key)
+                if tenant is None:
+                    raise RequestError(401, "unauthorized", "the API key is not valid", _AUTH_HINT[dialect])
+                claimed = ex.headers.get("x-tenant-id")
+                if claimed is not None and claimed != tenant:
+                    raise RequestError(403, "forbidden", "X-Tenant-ID does not match the API key's tenant",
+                                       "drop the X-Tenant-ID header or use that tenant's key")
+            req = RequestInfo(received_at=_now_iso(), ip=ex.client_ip, user_agent=ex.headers.get("user-agent"),
+                              source=f"collect POST {path}")
+            parsed = parse(await self._read_body(ex), req)
+            if tenant is None:
+                key = header_key or parsed.key
+                if not key:
+                    raise RequestError(401, "unauthorized", "missing API key", _AUTH_HINT[dialect])
+                tenant = self.keys.tenant(key)
+                if tenant is None:
+                    raise RequestError(401, "unauthorized", "the API key is not valid", _AUTH_HINT[dialect])
+            if parsed.claimed_tenants - {tenant}:
+                raise RequestError(403, "forbidden", "an event names a tenant_id other than the API key's tenant",
+                                   "drop tenant_id from the events (the key decides the tenant) or use "
+                                   "that tenant's key")
+            events, rows = parsed.encode(tenant)
+            await self.spool.append_async(tenant, events, rows)
+            accepted = len(parsed.records)
+            rejected = Counter(r["code"] for r in parsed.rejected)
+            if self.settings.fault_500_every and next(self._counter) % self.settings.fault_500_every == 0:
+                status = 500
+                return Answer(500, {"error": "injected_fault", "message": "fault injection (test setting)"})
+            result = answer(parsed, req)
+            status = result.status
+            return result
+        except RequestError as exc:
+            status = exc.status
+            headers = {"WWW-Authenticate": 'Bearer realm="erp"'} if exc.status == 401 else {}
+            return Answer(exc.status, exc.body(), headers)
+        except SpoolUnavailable as exc:
+            status = 503
+            return Answer(503, {"error": "spool_unavailable", "message": exc.message, "hint": exc.hint or ""},
+                          {"Retry-After": str(self.settings.retry_after_seconds)})
+        finally:
+            self.metrics.observe(path, status, time.perf_counter() - t0, accepted, rejected)
+
+    # --- answers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _native_answer(p: Parsed, req: RequestInfo) -> Answer:
+        if p.single:
+            if p.rejected:
+                r = p.rejected[0]
+                return Answer(202, {"event_id": None, "status": "rejected", "reason": r["code"],
+                                    "message": r["message"], "timestamp": req.received_at})
+            return Answer(202, {"event_id": p.ids[0], "status": "accepted", "timestamp": req.received_at})
+        return Answer(202, {"event_ids": p.ids, "status": "accepted", "accepted": len(p.records),
+                            "rejected": p.summary(), "timestamp": req.received_at})
+
+    @staticmethod
+    def _segment_answer(p: Parsed, req: RequestInfo) -> Answer:
+        return Answer(200, {"success": True, "accepted": len(p.records), "rejected": p.summary()})
+
+    @staticmethod
+    def _posthog_answer(p: Parsed, req: RequestInfo) -> Answer:
+        return Answer(200, {"status": 1, "accepted": len(p.records), "rejected": p.summary()})
+
+
+def _segment(body: bytes, req: RequestInfo, *, call: str) -> Parsed:
+    return parse_segment(body, req, call)
+
+
+def _to_response(a: Answer) -> Response:
+    return Response(orjson.dumps(a.body), status_code=a.status, media_type="application/json",
+                    headers=a.headers or None)
+
+
+class FastPath:
+    """An ASGI front: POSTs to the event endpoints go straight to ``Collector``
+    (no routing or request objects: ~2-3x the requests per second of going
+    through FastAPI); everything else (``/healthz``, ``/metrics``, ``/docs``,
+    ``/openapi.json``, lifespan) goes to the FastAPI app, which also documents
+    the event endpoints and serves them the same way when mounted elsewhere."""
+
+    def __init__(self, app: FastAPI, collector: "Collector") -> None:
+        self.app = app
+        self.collector = collector
+        self.state = app.state
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.collector.routes:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    raise RequestError(400, "client_disconnected", "the client went away")
+                yield msg.get("body", b"")
+                if not msg.get("more_body"):
+                    return
+
+        client = scope.get("client")
+        a = await self.collector.handle(scope["path"], Exchange(headers, client[0] if client else None, chunks))
+        body = orjson.dumps(a.body)
+        hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        hdrs += [(k.lower().encode(), v.encode()) for k, v in a.headers.items()]
+        await send({"type": "http.response.start", "status": a.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(cfg: Config, settings: CollectSettings | None = None, *, spool: Spool | None = None,
-               on_start: Callable[[StartInfo], None] | None = None) -> FastAPI:
-    """The collector app. Without ``spool`` it opens ``cfg.settings.spool`` on startup
-    and seals its segments on shutdown."""
+               on_start: Callable[[StartInfo], None] | None = None) -> FastPath:
+    """The collector as an ASGI app. Without ``spool`` it opens ``cfg.settings.spool``
+    on startup and seals its segments on shutdown."""
     settings = settings or CollectSettings()
-    keys = KeyIndex(cfg)
-    metrics = Metrics()
     own_spool = spool is None
     sp = spool or Spool(cfg.settings.spool, settings.spool)
-    counter = itertools.count(1)
+    col = Collector(cfg, settings, sp)
+    keys, metrics = col.keys, col.metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -140,101 +315,13 @@ def create_app(cfg: Config, settings: CollectSettings | None = None, *, spool: S
     app.state.spool = sp
     app.state.metrics = metrics
 
-    async def read_body(request: Request) -> bytes:
-        cl = request.headers.get("content-length")
-        if cl is not None:
-            try:
-                n = int(cl)
-            except ValueError:
-                raise RequestError(400, "bad_request", "Content-Length is not a number") from None
-            if n > MAX_BODY_BYTES:
-                raise _too_large(n, MAX_BODY_BYTES)
-        parts, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > MAX_BODY_BYTES:
-                raise _too_large(None, MAX_BODY_BYTES)
-            parts.append(chunk)
-        body = b"".join(parts)
-        encoding = request.headers.get("content-encoding")
-        body = decode_body(body, encoding)
-        metrics.body_read("gzip" if encoding and "gzip" in encoding.lower() else (encoding or "identity")[:20])
-        if not body.strip():
-            raise RequestError(400, "empty_body", "the request body is empty", "send a JSON document")
-        return body
-
-    def info(request: Request, path: str) -> RequestInfo:
-        return RequestInfo(received_at=_now_iso(), ip=request.client.host if request.client else None,
-                           user_agent=request.headers.get("user-agent"), source=f"collect POST {path}")
-
-    async def handle(request: Request, endpoint: str, dialect: str,
-                     parse: Callable[[bytes, RequestInfo], Parsed],
-                     answer: Callable[[Parsed, RequestInfo], Response]) -> Response:
-        t0 = time.perf_counter()
-        status, accepted, rejected = 500, 0, Counter()
-        try:
-            header_key = _bearer(request)
-            if dialect == "native":
-                if header_key is None:
-                    raise RequestError(401, "unauthorized", "missing API key", _AUTH_HINT[dialect])
-                tenant = keys.tenant(header_key)
-                if tenant is None:
-                    raise RequestError(401, "unauthorized", "the API key is not valid", _AUTH_HINT[dialect])
-                claimed = request.headers.get("x-tenant-id")
-                if claimed is not None and claimed != tenant:
-                    raise RequestError(403, "forbidden", "X-Tenant-ID does not match the API key's tenant",
-                                       "drop the X-Tenant-ID header or use that tenant's key")
-            req = info(request, endpoint)
-            parsed = parse(await read_body(request), req)
-            if dialect != "native":
-                key = header_key or parsed.key
-                if not key:
-                    raise RequestError(401, "unauthorized", "missing API key", _AUTH_HINT[dialect])
-                tenant = keys.tenant(key)
-                if tenant is None:
-                    raise RequestError(401, "unauthorized", "the API key is not valid", _AUTH_HINT[dialect])
-            if parsed.claimed_tenants - {tenant}:
-                raise RequestError(403, "forbidden", "an event names a tenant_id other than the API key's tenant",
-                                   "drop tenant_id from the events (the key decides the tenant) or use "
-                                   "that tenant's key")
-            events, rows = parsed.encode(tenant)
-            await sp.append_async(tenant, events, rows)
-            accepted = len(parsed.records)
-            rejected = Counter(r["code"] for r in parsed.rejected)
-            if settings.fault_500_every and next(counter) % settings.fault_500_every == 0:
-                status = 500
-                return _json({"error": "injected_fault", "message": "fault injection (test setting)"}, 500)
-            resp = answer(parsed, req)
-            status = resp.status_code
-            return resp
-        except RequestError as exc:
-            status = exc.status
-            headers = {"WWW-Authenticate": 'Bearer realm="erp"'} if exc.status == 401 else None
-            return _json(exc.body(), exc.status, headers)
-        except SpoolUnavailable as exc:
-            status = 503
-            return _json({"error": "spool_unavailable", "message": exc.message, "hint": exc.hint or ""}, 503,
-                         {"Retry-After": str(settings.retry_after_seconds)})
-        finally:
-            metrics.observe(endpoint, status, time.perf_counter() - t0, accepted, rejected)
-
-    # --- answers ----------------------------------------------------------------------
-
-    def native_answer(p: Parsed, req: RequestInfo) -> Response:
-        if p.single:
-            if p.rejected:
-                r = p.rejected[0]
-                return _json({"event_id": None, "status": "rejected", "reason": r["code"],
-                              "message": r["message"], "timestamp": req.received_at}, 202)
-            return _json({"event_id": p.ids[0], "status": "accepted", "timestamp": req.received_at}, 202)
-        return _json({"event_ids": p.ids, "status": "accepted", "accepted": len(p.records),
-                      "rejected": p.summary(), "timestamp": req.received_at}, 202)
-
-    def segment_answer(p: Parsed, req: RequestInfo) -> Response:
-        return _json({"success": True, "accepted": len(p.records), "rejected": p.summary()})
-
-    def posthog_answer(p: Parsed, req: RequestInfo) -> Response:
-        return _json({"status": 1, "accepted": len(p.records), "rejected": p.summary()})
+    def via_fastapi(path: str) -> Callable[[Request], Any]:
+        async def route(request: Request) -> Response:
+            ex = Exchange({k.lower(): v for k, v in request.headers.items()},
+                          request.client.host if request.client else None, request.stream)
+            return _to_response(await col.handle(path, ex))
+        route.__name__ = "collect_" + path.strip("/").replace("/", "_")
+        return route
 
     # --- routes -------------------------------------------------------------------------
 
@@ -249,41 +336,20 @@ def create_app(cfg: Config, settings: CollectSettings | None = None, *, spool: S
               415: {"description": "Unsupported Content-Encoding", **err},
               503: {"description": "The spool cannot be written; retry after Retry-After seconds", **err}}
 
-    @app.post("/api/v1/events", status_code=202, tags=["native"],
-              summary="Send one event or a batch {\"events\": [...]}",
-              openapi_extra=body_doc(NativeEvent, NativeBatchDoc),
-              responses={202: {"description": "Durably accepted"},
-                         403: {"description": "X-Tenant-ID or tenant_id does not match the key", **err},
-                         **errors})
-    async def native(request: Request) -> Response:
-        return await handle(request, "/api/v1/events", "native", parse_native, native_answer)
-
-    def segment_route(call: str) -> None:
-        path = f"/v1/{call}"
-
-        async def route(request: Request) -> Response:
-            return await handle(request, path, "segment",
-                                lambda body, req: parse_segment(body, req, call), segment_answer)
-
-        route.__name__ = f"segment_{call}"
-        app.post(path, tags=["segment"], summary=f"Segment-compatible {call}",
-                 openapi_extra=body_doc(SegmentBatchDoc if call == "batch" else SegmentMessage),
-                 responses={200: {"description": "Durably accepted"}, **errors})(route)
-
+    app.post("/api/v1/events", status_code=202, tags=["native"],
+             summary="Send one event or a batch {\"events\": [...]}",
+             openapi_extra=body_doc(NativeEvent, NativeBatchDoc),
+             responses={202: {"description": "Durably accepted"},
+                        403: {"description": "X-Tenant-ID or tenant_id does not match the key", **err},
+                        **errors})(via_fastapi("/api/v1/events"))
     for call in ("batch", "track", "page", "identify", "screen"):
-        segment_route(call)
-
-    def posthog_route(path: str) -> None:
-        async def route(request: Request) -> Response:
-            return await handle(request, path, "posthog", parse_posthog, posthog_answer)
-
-        route.__name__ = "posthog_" + path.strip("/")
+        app.post(f"/v1/{call}", tags=["segment"], summary=f"Segment-compatible {call}",
+                 openapi_extra=body_doc(SegmentBatchDoc if call == "batch" else SegmentMessage),
+                 responses={200: {"description": "Durably accepted"}, **errors})(via_fastapi(f"/v1/{call}"))
+    for path in ("/batch/", "/capture/", "/e/"):
         app.post(path, tags=["posthog"], summary=f"PostHog-compatible {path}",
                  openapi_extra=body_doc(PostHogBatchDoc, PostHogEvent),
-                 responses={200: {"description": "Durably accepted"}, **errors})(route)
-
-    for path in ("/batch/", "/capture/", "/e/"):
-        posthog_route(path)
+                 responses={200: {"description": "Durably accepted"}, **errors})(via_fastapi(path))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: 200 when the spool writer runs")
     async def healthz() -> Response:
@@ -323,7 +389,7 @@ def create_app(cfg: Config, settings: CollectSettings | None = None, *, spool: S
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return FastPath(app, col)
 
 
 def bind(host: str, port: int) -> socket.socket:

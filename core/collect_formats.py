@@ -187,6 +187,22 @@ class PostHogBatchDoc(msgspec.Struct):
 
 # --- the result of reading one request ------------------------------------------------------
 
+class _Ids:
+    """Event ids for events sent without one: a random UUIDv4 per request whose
+    last 24 bits count the events of the request (one random draw per request,
+    not per event; ~98 random bits keep ids of different requests apart)."""
+
+    __slots__ = ("_head", "_n")
+
+    def __init__(self) -> None:
+        self._head = str(uuid.uuid4())[:30]
+        self._n = 0
+
+    def __call__(self) -> str:
+        self._n += 1
+        return f"{self._head}{self._n:06x}"
+
+
 @dataclass
 class RequestInfo:
     received_at: str  # ISO-8601 UTC
@@ -205,6 +221,7 @@ class Parsed:
     ids: list[str | None] = field(default_factory=list)  # per input event; None = rejected
     rejected: list[dict[str, Any]] = field(default_factory=list)  # index, code, message (+ raw)
     single: bool = False
+    new_id: Any = field(default_factory=_Ids)
 
     def encode(self, tenant: str) -> tuple[bytes, bytes]:
         """(events NDJSON, rejected rows NDJSON), with the authenticated tenant
@@ -281,10 +298,6 @@ def _add(p: Parsed, rec: dict[str, Any]) -> None:
     p.ids.append(rec["event_id"])
 
 
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
 # --- native ------------------------------------------------------------------------------
 
 def parse_native(body: bytes, info: RequestInfo) -> Parsed:
@@ -310,7 +323,7 @@ def parse_native(body: bytes, info: RequestInfo) -> Parsed:
         meta = dict(ev.metadata or {})
         for k, v in _meta(info).items():
             meta.setdefault(k, v)
-        _add(p, {"event_id": ev.event_id or _new_id(), "event_type": ev.event_type,
+        _add(p, {"event_id": ev.event_id or p.new_id(), "event_type": ev.event_type,
                  "timestamp": ev.timestamp if ev.timestamp is not None else info.received_at,
                  "received_at": info.received_at,
                  "sent_at": ev.sent_at if ev.sent_at is not None else batch_sent,
@@ -366,7 +379,7 @@ def parse_segment(body: bytes, info: RequestInfo, call: str) -> Parsed:
             meta["ip"] = context["ip"]
         session = context.get("sessionId")
         ts = msg.timestamp if msg.timestamp is not None else msg.originalTimestamp
-        _add(p, {"event_id": msg.messageId or _new_id(), "event_type": event_type,
+        _add(p, {"event_id": msg.messageId or p.new_id(), "event_type": event_type,
                  "timestamp": ts if ts is not None else info.received_at,
                  "received_at": info.received_at,
                  "sent_at": msg.sentAt if msg.sentAt is not None else sent,
@@ -424,7 +437,7 @@ def parse_posthog(body: bytes, info: RequestInfo) -> Parsed:
         if isinstance(props.get("$ip"), str):
             meta["ip"] = props["$ip"]
         session = props.get("$session_id")
-        _add(p, {"event_id": ev.uuid or _new_id(), "event_type": event_type,
+        _add(p, {"event_id": ev.uuid or p.new_id(), "event_type": event_type,
                  "timestamp": ev.timestamp if ev.timestamp is not None else info.received_at,
                  "received_at": info.received_at, "sent_at": sent,
                  "user_id": distinct if isinstance(distinct, (str, int)) and not isinstance(distinct, bool)
