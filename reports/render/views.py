@@ -224,8 +224,7 @@ def time_series_view(widget: dict[str, Any], report: dict[str, Any]) -> View:
         if peak is not None and len(vals) > 1:
             text += f", highest {format_number(peak[0])} on {labels[peak[1]]}"
         parts.append(text)
-    adverb = "daily" if interval == "day" else f"{interval}ly"
-    v.summary = (f"{v.title} ({adverb}), {range_text(report)}"
+    v.summary = (f"{v.title} ({ADJ.get(interval, interval)}), {range_text(report)}"
                  + (f", broken down by {brk.get('property')}" if isinstance(brk, dict) else "") + ": "
                  + "; ".join(parts) + ("; more series in the data table" if len(series) > 6 else "") + ".")
     if any(incomplete):
@@ -415,11 +414,12 @@ def _matrix_view(widget: dict[str, Any], report: dict[str, Any], *, what: str) -
         cells.append(row)
     v.chart = charts.heatmap(rows, cols, cells, row_head=f"{period} →", sizes=sizes)
     first = average[1] if len(average) > 1 else None
-    v.summary = (f"{v.title}: {what} of {len(cohorts)} {period}ly cohorts over {n - 1} {period}s, "
+    v.summary = (f"{v.title}: {what} of {_count(len(cohorts), ADJ.get(period, period) + ' cohort')} over "
+                 f"{_count(n - 1, period)}, "
                  f"{range_text(report)}.")
     if first:
         v.summary += (f" On average {_pct_text(first.get('pct'))} of a cohort is active in {period} 1"
-                      f" ({first.get('cohorts')} cohorts).")
+                      f" ({_count(first.get('cohorts') or 0, 'cohort')}).")
     v.notes.append(f"Rows are cohorts (by {period} of the first event), columns are {period}s since; "
                    "empty cells have not started yet, incomplete ones are still filling.")
     tcols = ["Cohort", "Size"] + [f"{period.capitalize()} {i}" for i in range(n)]
@@ -438,6 +438,13 @@ def _matrix_view(widget: dict[str, Any], report: dict[str, Any], *, what: str) -
             v.csv_rows.append([c.get("cohort"), c.get("size"), x.get("period"), x.get("count"), x.get("pct"),
                                bool(x.get("incomplete"))] + ([x.get("value")] if has_value else []))
     return v
+
+
+ADJ = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _ratio(pct: Any) -> float | None:
