@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from erp.core.errors import LakeError
 from erp.core.lake import Commit, Lake
 from erp.core.tenants import tenant_partition
 
@@ -89,10 +90,18 @@ class DedupIndex:
             if files:
                 import pyarrow.parquet as pq
 
-                tables = [pq.read_table(f, filesystem=self.lake.fs, columns=["_key"]) for f in files]
+                tables = [self._read(f, pq) for f in files]
                 ks.add(*split_keys(pa.concat_tables(tables).column("_key")))
             self._keys[tenant] = ks
         return self._keys[tenant]
+
+    def _read(self, path: str, pq) -> pa.Table:
+        try:
+            return pq.read_table(path, filesystem=self.lake.fs, columns=["_key"])
+        except (pa.ArrowException, OSError) as exc:
+            raise LakeError(f"the dedup index file {path} is unreadable: {exc}", path=path,
+                            hint="restore it from a backup. Without it, the events of that commit could be "
+                                 "stored again; erp ingest stops here until it is fixed") from exc
 
     def filter_new(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
         """Drop rows whose (tenant, key) is already stored or appeared earlier

@@ -286,7 +286,12 @@ class Lake:
                 if not p.endswith(".json"):
                     continue
                 with self.fs.open(p, "rb") as f:
-                    intent = json.loads(f.read())
+                    try:
+                        intent = json.loads(f.read())
+                    except ValueError as exc:  # written atomically, so only damaged from outside
+                        raise LakeError(f"the commit intent {p} is damaged: {exc}", path=p,
+                                        hint="restore it from a backup; its staged files are in "
+                                             "_staging/ under the same commit id") from exc
                 self._roll_forward(intent)
                 done.append(intent["commit"])
         sdir = self.path("_staging")

@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 
 import xxhash
 
+from erp.core.errors import LakeError
 from erp.core.lake import Lake
+from erp.core.sources import TAIL_BYTES  # one definition, shared with the reader
 
-from erp.core.sources import TAIL_BYTES  # noqa: E402  (one definition, shared with the reader)
 LEDGER_DIR = "ledger"
 
 
@@ -44,9 +45,14 @@ class Ledger:
     def load(cls, lake: Lake) -> "Ledger":
         entries: dict[str, LedgerEntry] = {}
         for path in lake.list_files(lake.state(LEDGER_DIR), ".ndjson"):  # sorted = commit order
-            for raw in lake.read_bytes(path).splitlines():
+            for n, raw in enumerate(lake.read_bytes(path).splitlines(), 1):
                 if raw.strip():
-                    e = LedgerEntry(**json.loads(raw))
+                    try:
+                        e = LedgerEntry(**json.loads(raw))
+                    except (ValueError, TypeError) as exc:
+                        raise LakeError(f"the input ledger is damaged at {path}:{n}: {exc}", path=path,
+                                        hint="restore the file from a backup, or delete it: the inputs it "
+                                             "lists are then read again (stored events are not doubled)") from exc
                     entries[e.key] = e
         return cls(entries)
 
