@@ -207,7 +207,7 @@ WIDGETS_JS = """
         if (hr && hr !== tr && hr.cells[v.cellIndex]) column = hr.cells[v.cellIndex].textContent.trim();
       }
       return {value: v.getAttribute("data-value"), key: keyed && w.contains(keyed) ? keyed.getAttribute("data-key") : null,
-              row, column, text: (v.textContent || "").trim(), rendered: drawn(v)};
+              row, column, text: (v.textContent || "").trim(), rendered: drawn(v), in_svg: !!v.closest("svg")};
     }),
   }));
 }
@@ -240,6 +240,31 @@ def event_handler_attributes(page: Any) -> list[str]:
         for (const a of el.attributes) if (a.name.startsWith("on")) out.push(el.tagName + " " + a.name);
       return out;
     }""")
+
+
+_SHOWN_NUMBER = re.compile("[-+\u2212]?\\d[\\d,\u202f\u00a0]*(?:\\.\\d+)?")
+_UNITS = {"%": (1, 100), " min": (1 / 60,), " h": (1 / 3600,), " d": (1 / 86400,), " s": (1,)}
+
+
+def shows(text: str, value: float | None) -> bool:
+    """Whether ``text`` (what the reader sees) states ``value`` (the ``data-value``),
+    to the precision the text gives: 169.5 may be shown as "169.50 USD" or
+    "170", 0.5 as "50.0%", 600 seconds as "10.0 min"; a missing value as "–"."""
+    if value is None:
+        return text.strip() in ("", "–", "-", "—", "n/a")
+    m = _SHOWN_NUMBER.search(text)
+    if not m:
+        return False
+    raw = m.group(0).replace(",", "").replace("\u202f", "").replace("\u00a0", "").replace("−", "-")
+    shown = float(raw)
+    decimals = len(raw.split(".")[1]) if "." in raw else 0
+    factors: tuple[float, ...] = (1,)
+    for unit, f in _UNITS.items():
+        if unit in text:
+            factors = f
+    suffix = text[m.end():m.end() + 1].lower()
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9}.get(suffix, 1)
+    return any(abs(value * f / scale - shown) <= 0.5 * 10 ** -decimals + 1e-9 for f in factors)
 
 
 def number(text: str | None) -> float | None:
@@ -293,27 +318,32 @@ def page_colors(page: Any) -> dict[str, str]:
 
 
 def horizontal_overflow(page: Any) -> dict[str, Any]:
-    """Page width against the viewport, and the elements sticking out on the right
-    that are not inside a horizontally scrolling box."""
+    """Page width against the viewport, and the elements reaching past the right
+    edge: ``sticking_out`` (widening the page), ``clipped`` (cut off by an
+    ``overflow: hidden/clip`` box: content lost) and ``scrolled`` (inside a box
+    that scrolls sideways: reachable, but not at a glance)."""
     return page.evaluate("""() => {
       const vw = document.documentElement.clientWidth;
-      const scrolls = (el) => {
-        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
-          const o = getComputedStyle(p).overflowX;
-          if (o === "auto" || o === "scroll" || o === "hidden") return true;
-        }
-        return false;
-      };
-      const out = [];
+      const out = {sticking_out: [], clipped: [], scrolled: []};
+      const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+        (typeof el.className === "string" && el.className ? "." + el.className.split(" ")[0] : "");
       for (const el of document.body.querySelectorAll("*")) {
         const r = el.getBoundingClientRect();
-        if (r.width > 0 && r.right > vw + 1 && !scrolls(el)) {
-          out.push(el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
-            ? "." + el.className : "") + " right=" + Math.round(r.right));
+        if (el.ownerSVGElement || !(r.width > 0 && el.checkVisibility())) continue;  // an <svg> is one unit
+        let box = null;
+        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+          const o = getComputedStyle(p).overflowX;
+          if (o !== "visible") { box = [p, o]; break; }
         }
+        const limit = box ? Math.min(vw, box[0].getBoundingClientRect().right) : vw;
+        if (r.right <= limit + 1) continue;
+        const what = name(el) + " right=" + Math.round(r.right) + (box ? " in " + name(box[0]) : "");
+        if (!box) out.sticking_out.push(what);
+        else if (box[1] === "hidden" || box[1] === "clip") out.clipped.push(what);
+        else if (!out.scrolled.some((w) => w.endsWith(" in " + name(box[0])))) out.scrolled.push(what);
       }
-      return {viewport: vw, scroll_width: document.documentElement.scrollWidth,
-              body_scroll_width: document.body.scrollWidth, sticking_out: out.slice(0, 10)};
+      for (const k of Object.keys(out)) out[k] = out[k].slice(0, 12);
+      return {viewport: vw, scroll_width: document.documentElement.scrollWidth, ...out};
     }""")
 
 
