@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from erp.core.config import shipped
 from erp.core.errors import ConfigError
 from erp.reports.render import theme as themes
+from erp.reports.render.charts import svg_markup
 from erp.reports.render.views import VIEWS, View, range_text, widget_view
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -44,9 +46,11 @@ class Options:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(shipped("templates"))), autoescape=True,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                       keep_trailing_newline=True)
+    env = Environment(loader=FileSystemLoader(str(shipped("templates"))), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    env.globals["svg_markup"] = svg_markup
+    return env
 
 
 def _asset(name: str, closing: str) -> str:
@@ -92,7 +96,7 @@ def content_security_policy(style: str, script: str) -> str:
 def script_json(value: Any) -> Markup:
     """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` and
     U+2028/2029 are written as ``\\u`` escapes, so no value can close the element."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = orjson.dumps(value).decode("utf-8")
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
                     ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
@@ -181,7 +185,7 @@ def render_bundle(report: dict[str, Any], *, tenant_name: str | None = None,
         report=report, tenant_name=name, csp=csp, host_script=Markup(host),
         snippet=embed_snippet(report, name, host))
     files = {"index.html": page.encode("utf-8"),
-             "data.json": (json.dumps(report, ensure_ascii=False, indent=1, separators=(",", ":")) + "\n").encode("utf-8"),
+             "data.json": orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE),
              "embed.html": embed.encode("utf-8")}
     for wid, text in csvs.items():
         files[f"{wid}.csv"] = text.encode("utf-8")

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from markupsafe import Markup, escape
+
 from erp.reports.render.ticks import Ticks, format_number, format_percent, format_tick, nice_ticks
 
 W = 640  # viewBox width of full-size charts
@@ -41,6 +43,31 @@ class Chart:
                       text, tip)
         self.shapes.append(shape)
         return shape
+
+
+def svg_markup(chart: Chart, *, id: str | None = None, title: str | None = None,
+               described_by: str | None = None, cls: str = "chart-svg") -> Markup:
+    """The chart as an ``<svg>`` element. Every attribute value and text is escaped here;
+    tag and attribute names come from this module only."""
+    out = [f'<svg class="{cls} kind-{escape(chart.kind)}" viewBox="0 0 {chart.width} {chart.height}" '
+           f'width="{chart.width}" height="{chart.height}"']
+    if title is None:
+        out.append(' aria-hidden="true" focusable="false">')
+    else:
+        out.append(f' role="img" aria-labelledby="{escape(id)}-ct" aria-describedby="{escape(described_by)}" '
+                   f'tabindex="0"><title id="{escape(id)}-ct">{escape(title)}</title>')
+    for s in chart.shapes:
+        out.append(f"<{s.tag}")
+        for k, v in s.attrs.items():
+            out.append(f' {k}="{escape(v)}"')
+        out.append(">")
+        if s.tip is not None:
+            out.append(f"<title>{escape(s.tip)}</title>")
+        if s.text is not None:
+            out.append(str(escape(s.text)))
+        out.append(f"</{s.tag}>")
+    out.append("</svg>")
+    return Markup("".join(out))
 
 
 def _fmt(v: Any) -> Any:
