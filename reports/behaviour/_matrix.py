@@ -39,9 +39,10 @@ def first_time_members(source: EventSource, window: Window, selector: Selector, 
 def matrix(window: Window, period: str, periods: list[int], n: int, members: pl.LazyFrame,
            returns: pl.LazyFrame, *, on_or_after: bool = False,
            values: pl.LazyFrame | None = None, per_member: bool = True) -> dict[str, Any]:
-    members = members.unique().collect().lazy()
+    # one pass over the lake for both (common subplans are scanned once)
+    members, returns = (df.lazy() for df in pl.collect_all([members.unique(), returns.unique()]))
     sizes = dict(members.group_by("c").len().collect().iter_rows())
-    hits = members.join(returns.unique(), on="user_key").with_columns(k=pl.col("q") - pl.col("c")) \
+    hits = members.join(returns, on="user_key").with_columns(k=pl.col("q") - pl.col("c")) \
         .filter(pl.col("k").is_between(1, n))
     if on_or_after:
         best = hits.group_by("user_key", "c").agg(pl.col("k").max())

@@ -155,33 +155,51 @@ def match_attempts(spec: FunnelSpec, source: EventSource, window: Window) -> pl.
     marks = {f"m{k}": st.selector.expr() for k, st in enumerate(spec.steps, 1)}
     marks.update({f"x{i}": ex.selector.expr() for i, ex in enumerate(spec.exclusions)})
     minstep = pl.min_horizontal([pl.when(pl.col(f"m{k}")).then(pl.lit(k, pl.Int32)) for k in range(1, n + 1)])
-    cols = [pl.col(key).alias("key"), pl.col("timestamp").cast(pl.Datetime("us", "UTC")), pl.col("event_type")]
-    sort_by = ["key", "timestamp", "minstep", "event_type"]
-    if "event_id" in names:
+    # Stream order: timestamp, smallest step matched, event type, event id. Types are
+    # ranked among the step types (an event with minstep <= n has one of them);
+    # event ids can only matter when events of one type can be told apart (property
+    # filters, breakdown), so they are read only then.
+    step_types = sorted({t for st in spec.steps for t in (st.selector.types or ())})
+    type_rank = pl.col("event_type").replace_strict(step_types, list(range(len(step_types))),
+                                                    default=len(step_types), return_dtype=pl.Int32)
+    cols = [pl.col(key).alias("key"), pl.col("timestamp").cast(pl.Datetime("us", "UTC"))]
+    sort_by = ["timestamp", "minstep", "type_rank"]
+    distinguish = spec.breakdown is not None or any(st.selector.filters for st in spec.steps) \
+        or any(ex.selector.filters for ex in spec.exclusions)
+    if distinguish and "event_id" in names:
         cols.append(pl.col("event_id"))
         sort_by.append("event_id")
     if spec.breakdown is not None:
         cols.append(text_expr(spec.breakdown).alias("bd"))
-    ev = lf.select(*cols, **marks).with_columns(minstep=minstep.fill_null(n + 1))
+    ev = lf.select(*cols, type_rank=type_rank, **marks).with_columns(minstep=minstep.fill_null(n + 1))
     if spec.order != "strict":
         # only step and exclusion events matter; strict order needs every event
         ev = ev.filter(pl.any_horizontal([pl.col(c) for c in marks]))
-    ev = ev.sort(sort_by, nulls_last=True, maintain_order=True).with_row_index("pos").collect()
-    pos_t = pl.Int64
-    ev = ev.with_columns(pl.col("pos").cast(pos_t))
+    # ``pos`` increases along every key's stream (a global order is enough for the
+    # per-key as-of joins); strict order also needs ``seq``, the place in the key's stream
+    ev = ev.sort(sort_by, nulls_last=True, maintain_order=True).with_row_index("pos") \
+        .with_columns(pl.col("pos").cast(pl.Int64))
+    if spec.order == "strict":
+        ev = ev.with_columns(seq=pl.int_range(pl.len(), dtype=pl.Int64).over("key"))
+    ev = ev.collect()
+    step_pos = "seq" if spec.order == "strict" else "pos"
 
     first = ev.filter(pl.col("m1") & (pl.col("timestamp") >= window.start_utc)
                       & (pl.col("timestamp") < window.end_utc))
     deadline = pl.lit(end_bound) if spec.window is None else pl.col("timestamp") + spec.window
-    att = first.select(aid=pl.col("pos"), key=pl.col("key"), t1=pl.col("timestamp"), p1=pl.col("pos"),
+    att = first.select(aid=pl.col("pos"), key=pl.col("key"), t1=pl.col("timestamp"), p1=pl.col(step_pos),
                        deadline=deadline.cast(pl.Datetime("us", "UTC")),
                        **({"bd": pl.col("bd")} if spec.breakdown is not None else {}))
 
     if spec.order == "any":
         att = _match_any(att, ev, n)
     else:
-        for k in range(2, n + 1):
-            att = _match_next(att, ev, k, strict=spec.order == "strict")
+        # step 2 on every attempt (most stop there), later steps only on the few that got on
+        att = _match_next(att, ev, 2, strict=spec.order == "strict", step_pos=step_pos)
+        on = att.filter(pl.col("p2").is_not_null())
+        for k in range(3, n + 1):
+            on = _match_next(on, ev, k, strict=spec.order == "strict", step_pos=step_pos)
+        att = pl.concat([att.filter(pl.col("p2").is_null()), on], how="diagonal_relaxed")
     tcols = [f"t{k}" for k in range(1, n + 1)]
     att = att.with_columns(r=pl.sum_horizontal([pl.col(t).is_not_null().cast(pl.Int32) for t in tcols]))
 
@@ -197,19 +215,20 @@ def match_attempts(spec: FunnelSpec, source: EventSource, window: Window) -> pl.
     return att.with_columns(open=pl.col("deadline") >= window.now).sort("aid")
 
 
-def _match_next(att: pl.DataFrame, ev: pl.DataFrame, k: int, *, strict: bool) -> pl.DataFrame:
+def _match_next(att: pl.DataFrame, ev: pl.DataFrame, k: int, *, strict: bool, step_pos: str) -> pl.DataFrame:
+    """Fill step k (``p{k}``, ``t{k}``) of the attempts that reached step k-1: the first
+    step-k event after step k-1 (strict: the very next event), within the deadline."""
     prev = f"p{k - 1}"
-    alive = att.filter(pl.col(prev).is_not_null()).select("aid", "key", prev, "deadline")
-    cand = ev.filter(pl.col(f"m{k}")).select("key", pos_k=pl.col("pos"), ts_k=pl.col("timestamp"))
+    cand = ev.filter(pl.col(f"m{k}")).select("key", pos_k=pl.col(step_pos), ts_k=pl.col("timestamp"))
     if strict:
-        hit = alive.with_columns(pos_k=pl.col(prev) + 1).join(cand, on=["key", "pos_k"], how="inner")
+        hit = att.with_columns(pos_k=pl.col(prev) + 1).join(cand, on=["key", "pos_k"], how="left",
+                                                            maintain_order="left")
     else:
-        hit = alive.sort(prev).join_asof(cand.sort("pos_k"), left_on=prev, right_on="pos_k", by="key",
-                                         strategy="forward", allow_exact_matches=False,
-                                         check_sortedness=False)
-    hit = hit.filter(pl.col("ts_k") <= pl.col("deadline")).select(
-        "aid", pl.col("pos_k").alias(f"p{k}"), pl.col("ts_k").alias(f"t{k}"))
-    return att.join(hit, on="aid", how="left")
+        hit = att.sort(prev).join_asof(cand.sort("pos_k"), left_on=prev, right_on="pos_k", by="key",
+                                       strategy="forward", allow_exact_matches=False, check_sortedness=False)
+    ok = pl.col("ts_k") <= pl.col("deadline")
+    return hit.with_columns(pl.when(ok).then(pl.col("pos_k")).alias(f"p{k}"),
+                            pl.when(ok).then(pl.col("ts_k")).alias(f"t{k}")).drop("pos_k", "ts_k")
 
 
 def _match_any(att: pl.DataFrame, ev: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -259,17 +278,22 @@ def per_key(spec: FunnelSpec, att: pl.DataFrame) -> pl.DataFrame:
                          ((pl.col("r") < n) & pl.col("open")).alias("pending"), *timed,
                          *(["bd"] if spec.breakdown is not None else []))
         return out.rename({"aid": "key"})
-    att = att.with_columns(*timed)
-    g = att.group_by("key", maintain_order=True)
-    aggs = [pl.col("r").max().alias("f"), pl.col("open").any().alias("_open")]
+    out = att.group_by("key").agg(pl.col("r").max().alias("f"), pl.col("open").any().alias("_open"))
+    out = out.with_columns(pending=(pl.col("f") < n) & pl.col("_open")).drop("_open")
+    # times come from the (few) attempts past step 1; ``att`` is in ``aid`` order
+    on = att.filter(pl.col("r") >= 2).with_columns(*timed)
+    aggs = []
     for k in range(2, n + 1):
         reached = pl.col("r") >= k
         aggs.append(pl.col(f"dp{k}").filter(reached).first().alias(f"dp{k}"))
         aggs.append(pl.col(f"df{k}").filter(reached).first().alias(f"df{k}"))
+    if aggs:
+        out = out.join(on.group_by("key", maintain_order=True).agg(aggs), on="key", how="left")
     if spec.breakdown is not None:
-        aggs.append(pl.col("bd").filter(pl.col("r") == pl.col("r").max()).first().alias("bd"))
-    out = g.agg(aggs)
-    return out.with_columns(pending=(pl.col("f") < n) & pl.col("_open")).drop("_open")
+        best = att.select("key", "aid", "r", "bd").join(out.select("key", "f"), on="key") \
+            .filter(pl.col("r") == pl.col("f")).sort("aid").group_by("key").agg(pl.col("bd").first())
+        out = out.join(best, on="key", how="left")
+    return out
 
 
 def step_rows(spec: FunnelSpec, keys: pl.DataFrame) -> list[dict[str, Any]]:
