@@ -291,3 +291,18 @@ def test_unknown_widget_types_render_as_a_table():
     r["widgets"].append({"widget_id": "odd", "type": "sankey", "title": "Odd", "data": {"n": 3, "x": PAYLOAD}})
     html = render_bundle(r)["index.html"].decode()
     assert 'data-widget-type="sankey"' in html and "<img" not in html
+
+
+def test_large_matrices_and_tables_stay_readable_and_small():
+    r = load("behaviour")
+    ret = r["widgets"][1]
+    cells = [{"period": p, "count": 10, "pct": 50.0, "incomplete": False} for p in range(401)]
+    ret["data"]["cohorts"] = [{"cohort": f"2026-01-{1 + i % 28:02d}", "size": 20, "cells": cells} for i in range(300)]
+    ret["data"]["average"] = []
+    r["widgets"] = [ret]
+    files = render_bundle(r)
+    html = files["index.html"].decode()
+    assert html.count('class="cell h') == 40 * 24
+    assert "the CSV has every cell" in html
+    assert files["retention.csv"].decode().count("\r\n") == 1 + 300 * 401
+    assert len(html) < 300_000

@@ -63,6 +63,9 @@ class View:
     csv_rows: list[list[Scalar]] = field(default_factory=list)
 
 
+BARS_MAX = 50  # rows drawn in a table's bar chart
+HEAT_COLS, HEAT_ROWS = 24, 40  # cells drawn in a heatmap (the CSV has all)
+
 VIEWS: dict[str, Callable[[dict[str, Any], dict[str, Any]], View]] = {}
 
 
@@ -270,6 +273,10 @@ def table_view(widget: dict[str, Any], report: dict[str, Any]) -> View:
     tips = [f"{lab}: {format_number(val)} {sort}" + (f" ({float(sh) * 100:.1f}% of events)" if _is_num(sh) else "")
             for lab, val, sh in zip(labels, values, shares)]
     texts = [format_number(x) for x in values]
+    if len(labels) > BARS_MAX:  # the chart shows the top rows; the table and CSV have all
+        v.notes.append(f"The chart shows the first {BARS_MAX} of {len(labels)} rows; the data table has all.")
+        labels, values, tips, texts = labels[:BARS_MAX], values[:BARS_MAX], tips[:BARS_MAX], texts[:BARS_MAX]
+        other = None
     v.chart = charts.bar_chart(labels, values, tips, texts, highlight_last=bool(other))
     top = f"; the top is {labels[0]} with {format_number(values[0])} {sort}" if rows else ""
     v.summary = (f"{v.title}: {len(rows)} rows by {', '.join(by)}, sorted by {sort}, {range_text(report)}"
@@ -412,6 +419,14 @@ def _matrix_view(widget: dict[str, Any], report: dict[str, Any], *, what: str) -
                 tip += " (incomplete)"
             row.append((_ratio(cell.get("pct")), _pct_short(cell.get("pct")), tip, bool(cell.get("incomplete"))))
         cells.append(row)
+    if len(cols) > HEAT_COLS or len(rows) > HEAT_ROWS:  # keep the chart readable; the CSV has all
+        head = 1 if average else 0
+        keep = list(range(head)) + list(range(max(head, len(rows) - (HEAT_ROWS - head)), len(rows)))
+        rows, sizes = [rows[i] for i in keep], [sizes[i] for i in keep]
+        cells = [cells[i][:HEAT_COLS] for i in keep]
+        cols = cols[:HEAT_COLS]
+        v.notes.append(f"The chart shows the latest {len(rows) - head} cohorts and {period}s 0–{len(cols) - 1}; "
+                       "the CSV has every cell.")
     v.chart = charts.heatmap(rows, cols, cells, row_head=f"{period} →", sizes=sizes)
     first = average[1] if len(average) > 1 else None
     v.summary = (f"{v.title}: {what} of {_count(len(cohorts), ADJ.get(period, period) + ' cohort')} over "
@@ -422,15 +437,15 @@ def _matrix_view(widget: dict[str, Any], report: dict[str, Any], *, what: str) -
                       f" ({_count(first.get('cohorts') or 0, 'cohort')}).")
     v.notes.append(f"Rows are cohorts (by {period} of the first event), columns are {period}s since; "
                    "empty cells have not started yet, incomplete ones are still filling.")
-    tcols = ["Cohort", "Size"] + [f"{period.capitalize()} {i}" for i in range(n)]
+    shown = min(n, HEAT_COLS)  # the table holds what the chart shows; the CSV has every cell
+    tcols = ["Cohort", "Size"] + [f"{period.capitalize()} {i}" for i in range(shown)]
     trows = []
-    for a_row, c in ([("All cohorts", None)] if average else []) + [(None, c) for c in cohorts]:
-        if c is None:
-            trows.append([Cell("All cohorts"), Cell("")] + [pct_cell(a.get("pct")) for a in average])
-            continue
+    if average:
+        trows.append([Cell("All cohorts"), Cell("")] + [pct_cell(a.get("pct")) for a in average[:shown]])
+    for c in cohorts[-HEAT_ROWS:]:
         trows.append([Cell(_period_label(str(c.get("cohort")), period)), num_cell(c.get("size"))]
                      + [pct_cell(x.get("pct")) if x.get("count") is not None else Cell("")
-                        for x in c.get("cells") or []])
+                        for x in (c.get("cells") or [])[:shown]])
     v.tables.append(Table(tcols, trows))
     v.csv_header = ["cohort", "size", "period", "count", "pct", "incomplete"] + (["value"] if has_value else [])
     for c in cohorts:
