@@ -48,7 +48,7 @@ class Options:
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(shipped("templates"))), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                      keep_trailing_newline=True)
+                      keep_trailing_newline=True, auto_reload=False)
     env.globals["svg_markup"] = svg_markup
     return env
 
