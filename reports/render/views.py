@@ -279,7 +279,7 @@ def table_view(widget: dict[str, Any], report: dict[str, Any]) -> View:
         other = None
     v.chart = charts.bar_chart(labels, values, tips, texts, highlight_last=bool(other))
     top = f"; the top is {labels[0]} with {format_number(values[0])} {sort}" if rows else ""
-    v.summary = (f"{v.title}: {len(rows)} rows by {', '.join(by)}, sorted by {sort}, {range_text(report)}"
+    v.summary = (f"{v.title}: {_count(len(rows), 'row')} by {', '.join(by)}, sorted by {sort}, {range_text(report)}"
                  f"{top}; {format_number(total.get('events'))} events and {format_number(total.get('users'))} users"
                  " in total.")
     cols = by + ["Events", "Users", "Share"]
