@@ -36,7 +36,7 @@ from fastapi.responses import Response
 from erp.core.collect_formats import (
     MAX_BODY_BYTES, NativeBatchDoc, NativeEvent, Parsed, PostHogBatchDoc, PostHogEvent, RequestError,
     RequestInfo, SegmentBatchDoc, SegmentMessage, _too_large, decode_body, json_schema, parse_native,
-    parse_posthog, parse_segment,
+    parse_posthog, parse_segment, safe_dumps,
 )
 from erp.core.collect_metrics import Metrics
 from erp.core.config import Config
@@ -247,7 +247,7 @@ def _segment(body: bytes, req: RequestInfo, *, call: str) -> Parsed:
 
 
 def _to_response(a: Answer) -> Response:
-    return Response(orjson.dumps(a.body), status_code=a.status, media_type="application/json",
+    return Response(safe_dumps(a.body), status_code=a.status, media_type="application/json",
                     headers=a.headers or None)
 
 
@@ -280,7 +280,7 @@ class FastPath:
 
         client = scope.get("client")
         a = await self.collector.handle(scope["path"], Exchange(headers, client[0] if client else None, chunks))
-        body = orjson.dumps(a.body)
+        body = safe_dumps(a.body)
         hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         hdrs += [(k.lower().encode(), v.encode()) for k, v in a.headers.items()]
         await send({"type": "http.response.start", "status": a.status, "headers": hdrs})

@@ -217,7 +217,7 @@ class Parsed:
 
     key: str | None = None  # an API key found in the body (Segment writeKey, PostHog api_key)
     claimed_tenants: set = field(default_factory=set)  # tenant_id values events named (native)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[bytes] = field(default_factory=list)  # encoded events, without tenant_id
     ids: list[str | None] = field(default_factory=list)  # per input event; None = rejected
     rejected: list[dict[str, Any]] = field(default_factory=list)  # index, code, message (+ raw)
     single: bool = False
@@ -225,15 +225,16 @@ class Parsed:
 
     def encode(self, tenant: str) -> tuple[bytes, bytes]:
         """(events NDJSON, rejected rows NDJSON), with the authenticated tenant
-        written into every record."""
+        written first into every record (the records never carry their own)."""
+        head = b'{"tenant_id":' + orjson.dumps(tenant) + b","
         ev = bytearray()
         for rec in self.records:
-            rec["tenant_id"] = tenant
-            ev += orjson.dumps(rec)
+            ev += head
+            ev += memoryview(rec)[1:]
             ev += b"\n"
         rj = bytearray()
         for row in self.rejected:
-            rj += orjson.dumps(row["row"])
+            rj += safe_dumps(row["row"])
             rj += b"\n"
         return bytes(ev), bytes(rj)
 
@@ -293,9 +294,25 @@ def _meta(info: RequestInfo, extra: dict[str, Any] | None = None) -> dict[str, A
     return m
 
 
-def _add(p: Parsed, rec: dict[str, Any]) -> None:
-    p.records.append({k: v for k, v in rec.items() if v is not None})
+def _add(p: Parsed, info: RequestInfo, index: int, raw: bytes, rec: dict[str, Any]) -> None:
+    try:
+        enc = orjson.dumps({k: v for k, v in rec.items() if v is not None})
+    except TypeError as exc:  # integers beyond 64 bits, lone surrogates in text
+        _bad(p, info, index, raw, f"cannot be stored: {exc} (integers must fit in 64 bits; text must be "
+                                  "valid Unicode)")
+        return
+    p.records.append(enc)
     p.ids.append(rec["event_id"])
+
+
+def safe_dumps(obj: Any) -> bytes:
+    """JSON bytes of an answer or a rejected row, whatever text it quotes."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        import json
+
+        return json.dumps(obj, ensure_ascii=True, default=str).encode()
 
 
 # --- native ------------------------------------------------------------------------------
@@ -323,7 +340,7 @@ def parse_native(body: bytes, info: RequestInfo) -> Parsed:
         meta = dict(ev.metadata or {})
         for k, v in _meta(info).items():
             meta.setdefault(k, v)
-        _add(p, {"event_id": ev.event_id or p.new_id(), "event_type": ev.event_type,
+        _add(p, info, i, data, {"event_id": ev.event_id or p.new_id(), "event_type": ev.event_type,
                  "timestamp": ev.timestamp if ev.timestamp is not None else info.received_at,
                  "received_at": info.received_at,
                  "sent_at": ev.sent_at if ev.sent_at is not None else batch_sent,
@@ -379,7 +396,7 @@ def parse_segment(body: bytes, info: RequestInfo, call: str) -> Parsed:
             meta["ip"] = context["ip"]
         session = context.get("sessionId")
         ts = msg.timestamp if msg.timestamp is not None else msg.originalTimestamp
-        _add(p, {"event_id": msg.messageId or p.new_id(), "event_type": event_type,
+        _add(p, info, i, data, {"event_id": msg.messageId or p.new_id(), "event_type": event_type,
                  "timestamp": ts if ts is not None else info.received_at,
                  "received_at": info.received_at,
                  "sent_at": msg.sentAt if msg.sentAt is not None else sent,
@@ -437,7 +454,7 @@ def parse_posthog(body: bytes, info: RequestInfo) -> Parsed:
         if isinstance(props.get("$ip"), str):
             meta["ip"] = props["$ip"]
         session = props.get("$session_id")
-        _add(p, {"event_id": ev.uuid or p.new_id(), "event_type": event_type,
+        _add(p, info, i, data, {"event_id": ev.uuid or p.new_id(), "event_type": event_type,
                  "timestamp": ev.timestamp if ev.timestamp is not None else info.received_at,
                  "received_at": info.received_at, "sent_at": sent,
                  "user_id": distinct if isinstance(distinct, (str, int)) and not isinstance(distinct, bool)

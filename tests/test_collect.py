@@ -281,13 +281,13 @@ def test_kill_9_under_load_keeps_every_acknowledged_event(project: Path) -> None
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
-    while len(acked) < 600 and time.monotonic() < deadline:
+    while len(acked) < 300 and time.monotonic() < deadline:
         time.sleep(0.02)
     c.kill()  # SIGKILL while the load generator is still sending
     stop.set()
     for t in threads:
         t.join()
-    assert len(acked) >= 600
+    assert len(acked) >= 300
     # restart, then drain: the new collector seals what the dead one left open
     c2 = ThreadCollector(project).start()
     c2.stop()
