@@ -7,6 +7,9 @@ rewrite goes through the lake's commit protocol: new files are staged, the
 intent lists the files to remove, and a crash is rolled forward by the next
 run. A reader that lists a partition during the swap itself may briefly see
 both generations; run compaction when no report job reads the same partitions.
+On a local lake (Linux), each partition is instead rebuilt beside the live one
+and the two folders are exchanged atomically (``Lake.swap_folders``): readers
+always see one complete generation.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def compact(cfg: Config, *, lake: Lake | None = None, tenant: str | None = None,
     with lake.lock():
         lake.recover()
         c = lake.begin(commit_id)
+        swaps: list = []
         for t, day in lake.event_partitions(tenant):
             files = lake.list_files(lake.events_dir(t, day), ".parquet")
             small = [f for f in files if lake.fs.size(f) < target]
@@ -58,17 +62,29 @@ def compact(cfg: Config, *, lake: Lake | None = None, tenant: str | None = None,
             size = sum(lake.fs.size(f) for f in small)
             n_out = max(1, -(-size // target))
             rows = -(-merged.num_rows // n_out)
+            # Where the file system can swap folders atomically, each partition is
+            # rebuilt beside the live one and exchanged with it, so a reader sees
+            # one complete generation. Elsewhere (object stores) the new files are
+            # moved in and the old ones deleted by the commit below.
+            swap = lake.can_swap_folders()
+            gen = lake.begin(f"{commit_id}-{result.partitions_compacted:05d}") if swap else c
             for i in range(n_out):
                 piece = merged.slice(i * rows, rows)
                 if piece.num_rows:
-                    c.write_parquet(Lake.events_rel(t, day, f"part-{commit_id}-{i}.parquet"), piece)
+                    gen.write_parquet(Lake.events_rel(t, day, f"part-{commit_id}-{i}.parquet"), piece)
                     result.files_after += 1
-            for f in small:
-                c.delete_on_commit(posixpath.relpath(f, lake.root))
+            if swap:
+                rel_dir = posixpath.relpath(lake.events_dir(t, day), lake.root)
+                swaps.append((gen, rel_dir, [posixpath.basename(f) for f in files if f not in small]))
+            else:
+                for f in small:
+                    c.delete_on_commit(posixpath.relpath(f, lake.root))
             result.files_before += len(small)
             result.events += merged.num_rows
             result.partitions_compacted += 1
             result.partitions.append(f"{t}/{day}")
+        if swaps:
+            lake.swap_folders(swaps)
         _merge_state(lake, c, result, tenant)
         if c.files or c.deletes:
             lake.commit(c)
