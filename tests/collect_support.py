@@ -169,7 +169,10 @@ class ThreadCollector:
         cfg = load_config(self.config, env={}, cwd=self.config.parent)
         spool_opts = {k: self.settings.pop(k) for k in ("segment_age_seconds", "segment_bytes", "sync")
                       if k in self.settings}
+        fastapi_only = self.settings.pop("fastapi_only", False)
         app = create_app(cfg, CollectSettings(spool=SpoolSettings(**spool_opts), **self.settings))
+        if fastapi_only:  # serve the event endpoints through FastAPI's own routes
+            app = app.app
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     access_log=False, lifespan="on", loop="asyncio"))

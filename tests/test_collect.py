@@ -81,6 +81,8 @@ def test_every_error_status_says_what_to_fix(collector: Collector) -> None:
         (httpx.post(url, json=native(timestamp=False), headers=ACME), 400, "invalid_event"),
         (httpx.post(url, json=native(colour="red"), headers=ACME), 400, "invalid_event"),
         (httpx.post(url, json=[native()], headers=ACME), 400, "invalid_body"),
+        (httpx.post(url, content=b'{"event_type": "x", "user_id": 1180591620717411303424}', headers=ACME), 400,
+         "invalid_event"),
         (httpx.post(url, json={"events": []}, headers=ACME), 400, "empty_batch"),
         (httpx.post(url, content=b"", headers=ACME), 400, "empty_body"),
         (httpx.post(url, content=b"not gzip", headers={**ACME, "Content-Encoding": "gzip"}), 400, "bad_gzip"),
@@ -98,6 +100,7 @@ def test_every_error_status_says_what_to_fix(collector: Collector) -> None:
     assert cases[0][0].headers["www-authenticate"].startswith("Bearer")
     assert "timestamp" in cases[5][0].json()["message"]  # names the field to fix
     assert "colour" in cases[6][0].json()["message"]
+    assert "64 bits" in cases[8][0].json()["message"]
 
 
 def test_body_limits_and_gzip_bomb(collector: Collector) -> None:
@@ -334,3 +337,20 @@ def test_collect_cli_help_and_bad_port(project: Path, clean_env: Path) -> None:
         assert res.exit_code == 1 and "valid: group, request" in res.output
     finally:
         c.stop()
+
+
+def test_fastapi_routes_serve_the_same_endpoints(project: Path) -> None:
+    """The FastAPI app alone (without the ASGI front) answers the event endpoints the same way."""
+    c = ThreadCollector(project, fastapi_only=True).start()
+    try:
+        one = native()
+        r = httpx.post(c.url + "/api/v1/events", json=one, headers=ACME)
+        assert r.status_code == 202 and r.json()["event_id"] == one["event_id"]
+        r = httpx.post(c.url + "/v1/track", json={"event": "x", "messageId": "fa-1"}, auth=(KEYS["globex"], ""))
+        assert r.status_code == 200
+        r = httpx.post(c.url + "/api/v1/events", json=one)
+        assert r.status_code == 401 and r.json()["hint"]
+    finally:
+        c.stop()
+    drain_lib(project)
+    assert set(read_events(project.parent / "lake")["event_id"]) == {one["event_id"], "fa-1"}
