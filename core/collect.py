@@ -434,8 +434,17 @@ def serve(cfg: Config, *, host: str = "127.0.0.1", port: int = 8080, settings: C
         backlog=2048, server_header=False)
     if on_start:
         on_start(StartInfo(str(spool.root), len(recovered)))
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # SIGINT/SIGTERM mean "stop gracefully": do not re-raise them after the
+            # shutdown (uvicorn's default), so the spool is sealed and the exit code is 0
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        Server(config).run(sockets=[sock])
     finally:
         spool.close()  # finishes queued appends, seals every open segment
         sock.close()

@@ -354,3 +354,14 @@ def test_fastapi_routes_serve_the_same_endpoints(project: Path) -> None:
         c.stop()
     drain_lib(project)
     assert set(read_events(project.parent / "lake")["event_id"]) == {one["event_id"], "fa-1"}
+
+
+def test_sigterm_stops_gracefully_and_seals_segments(project: Path) -> None:
+    c = Collector(project, ["--segment-age", "3600"]).start()
+    assert httpx.post(c.url + "/api/v1/events", json=native(event_id="term-1"), headers=ACME).status_code == 202
+    spool = project.parent / "spool" / "tenant_id=acme"
+    assert [p.suffix for p in spool.iterdir()] == [".open"]
+    code, out, err = c.stop()
+    assert code == 0, err
+    assert "stopped" in out
+    assert [p.suffix for p in spool.iterdir()] == [".ndjson"]
