@@ -75,6 +75,25 @@ class LakeSource:
             lf = lf.filter(pl.col("timestamp") < end_utc)
         return with_user_key(lf)
 
+    def user_days(self, start_utc: datetime, end_utc: datetime) -> pl.LazyFrame | None:
+        """``date, user_key`` (one row per user and UTC day) from the user_days rollup for
+        the UTC days in ``[start_utc, end_utc)``, or ``None`` when it cannot answer
+        exactly (a boundary that is not a UTC midnight, or a stale date)."""
+        if not self.use_rollups or not self.lake.is_local:
+            return None
+        for t in (start_utc, end_utc):
+            t = t.astimezone(timezone.utc)
+            if t.hour or t.minute or t.second or t.microsecond:
+                return None
+        files = fresh_rollup_files(self.lake, self.tenant_id, _days(start_utc, end_utc, 0), "user_days")
+        if files is None:
+            return None
+        if not files:
+            return pl.DataFrame(schema={"date": pl.Date, "user_key": pl.String}).lazy()
+        return pl.scan_parquet(files, glob=False, hive_partitioning=False, include_file_paths="_file").select(
+            pl.col("_file").str.extract(r"/date=(\d{4}-\d{2}-\d{2})/", 1).str.to_date().alias("date"),
+            pl.col("user_key"))
+
     def hourly_counts(self, start_utc: datetime, end_utc: datetime) -> pl.LazyFrame | None:
         """``hour_start, event_type, events`` from the hourly rollup, or ``None`` when the
         rollup cannot answer exactly (boundaries inside an hour, or a stale date)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time as dtime, timezone
 from typing import Any
 
 import polars as pl
@@ -37,6 +38,8 @@ class Metric:
         prev = window.previous()
         start, split, end = prev.start_utc, window.start_utc, window.end_utc
         cur, old = _counts_from_rollup(spec, source, start, split, end)
+        if cur is None:
+            cur, old = _users_from_rollup(spec, source, start, split, end)
         if cur is None:
             lf = source.events(start, end, columns_for(spec.filters, spec.measure.property))
             lf = apply_filters(lf, spec.filters)
@@ -76,6 +79,22 @@ def _counts_from_rollup(spec: MetricSpec, source: EventSource, start, split, end
     row = lf.select(pl.col("events").filter(is_cur).sum().alias("cur"),
                     pl.col("events").filter(~is_cur).sum().alias("old")).collect()
     return int(row["cur"][0] or 0), int(row["old"][0] or 0)
+
+
+def _users_from_rollup(spec: MetricSpec, source: EventSource, start, split, end):
+    """Distinct users from the per-day user rollup when the periods are whole UTC days."""
+    rollup = getattr(source, "user_days", None)
+    if rollup is None or spec.measure.kind != "users" or spec.filters:
+        return None, None
+    if split.astimezone(timezone.utc).time() != dtime(0):
+        return None, None
+    lf = rollup(start, end)
+    if lf is None:
+        return None, None
+    is_cur = pl.col("date") >= split.date()
+    row = lf.select(pl.col("user_key").filter(is_cur).n_unique().alias("cur"),
+                    pl.col("user_key").filter(~is_cur).n_unique().alias("old")).collect()
+    return int(row["cur"][0]), int(row["old"][0])
 
 
 register(Metric())

@@ -128,6 +128,8 @@ class TimeSeries:
                 starts: pl.DataFrame, n: int) -> dict[str, Any]:
         filters = spec.filters + s.filters
         rolled = _from_rollup(s, filters, source, window, starts)
+        if rolled is None:
+            rolled = _users_from_rollup(s, filters, source, window, starts)
         if rolled is not None:
             per, total = rolled
         else:
@@ -193,6 +195,25 @@ def _from_rollup(s: Series, filters: tuple[Filter, ...], source: EventSource, wi
     per = lf.group_by("bucket").agg(pl.col("events").sum()).collect()
     d = dict(zip(per["bucket"].to_list(), per["events"].to_list()))
     return d, sum(d.values())
+
+
+def _users_from_rollup(s: Series, filters: tuple[Filter, ...], source: EventSource, window: Window,
+                       starts: pl.DataFrame) -> tuple[dict[int, Any], Any] | None:
+    """Distinct users per bucket from the per-day user rollup when every bucket is
+    whole UTC days."""
+    rollup = getattr(source, "user_days", None)
+    if rollup is None or s.measure.kind != "users" or filters:
+        return None
+    if any(t.hour or t.minute or t.second or t.microsecond for t in starts["bucket_start"].to_list()):
+        return None
+    lf = rollup(window.start_utc, window.end_utc)
+    if lf is None:
+        return None
+    days = starts.with_columns(pl.col("bucket_start").dt.date().alias("date")).select("date", "bucket").lazy()
+    lf = lf.sort("date").join_asof(days.sort("date"), on="date", strategy="backward")
+    per, total = pl.collect_all([lf.group_by("bucket").agg(pl.col("user_key").n_unique().alias("v")),
+                                 lf.select(pl.col("user_key").n_unique().alias("v"))])
+    return dict(zip(per["bucket"].to_list(), per["v"].to_list())), total["v"][0]
 
 
 def buckets(window: Window, interval: str) -> list[Bucket]:
