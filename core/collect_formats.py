@@ -20,6 +20,7 @@ single such event is refused with 400 and that reason.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -187,20 +188,24 @@ class PostHogBatchDoc(msgspec.Struct):
 
 # --- the result of reading one request ------------------------------------------------------
 
+def _id_prefix() -> str:
+    u = str(uuid.uuid4())  # 8-4-4-4-12 hex, version 4
+    return u[:24]
+
+
+_ID_PREFIX = _id_prefix()
+_ID_COUNTER = itertools.count(1)
+
+
 class _Ids:
-    """Event ids for events sent without one: a random UUIDv4 per request whose
-    last 24 bits count the events of the request (one random draw per request,
-    not per event; ~98 random bits keep ids of different requests apart)."""
+    """Event ids for events sent without one, shaped like a UUIDv4: 74 random
+    bits drawn once per collector process, then a 48-bit counter (no random
+    draw per request: the system's random source costs ~50 us a call here)."""
 
-    __slots__ = ("_head", "_n")
-
-    def __init__(self) -> None:
-        self._head = str(uuid.uuid4())[:30]
-        self._n = 0
+    __slots__ = ()
 
     def __call__(self) -> str:
-        self._n += 1
-        return f"{self._head}{self._n:06x}"
+        return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
 @dataclass

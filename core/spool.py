@@ -101,7 +101,18 @@ class _Segment:
 class _Append:
     tenant: str
     parts: dict[str, bytes]  # kind -> bytes (complete lines)
-    future: Future = field(default_factory=Future)
+    future: Future | None = None  # for threads (``submit``)
+    afuture: asyncio.Future | None = None  # for coroutines (``append_async``)
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _settle(done: list[tuple[asyncio.Future, BaseException | None]]) -> None:
+    for fut, exc in done:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
 
 def tenant_dir(root: Path, tenant: str) -> Path:
@@ -170,27 +181,43 @@ class Spool:
     def submit(self, tenant: str, events: bytes = b"", rejected: bytes = b"") -> Future:
         """Queue complete NDJSON lines for ``tenant``; the future resolves (None)
         once they are durable, or fails with ``SpoolUnavailable``."""
-        validate_tenant_id(tenant)
-        parts = {k: v for k, v in (("events", events), ("rejected", rejected)) if v}
-        item = _Append(tenant, parts)
-        if not parts:
+        item = _Append(tenant, self._parts(tenant, events, rejected), future=Future())
+        assert item.future is not None
+        if not item.parts:
             item.future.set_result(None)
-            return item.future
+        elif not self._enqueue(item):
+            item.future.set_exception(self._not_running())
+        return item.future
+
+    def _parts(self, tenant: str, events: bytes, rejected: bytes) -> dict[str, bytes]:
+        validate_tenant_id(tenant)
+        return {k: v for k, v in (("events", events), ("rejected", rejected)) if v}
+
+    def _enqueue(self, item: _Append) -> bool:
         with self._cond:
             if self._closing or self._thread is None:
-                item.future.set_exception(SpoolUnavailable(
-                    "the spool is not running", path=self.root, hint="the collector is shutting down; retry"))
-                return item.future
+                return False
             self._queue.append(item)
             self._cond.notify()
-        return item.future
+        return True
+
+    def _not_running(self) -> SpoolUnavailable:
+        return SpoolUnavailable("the spool is not running", path=self.root,
+                                hint="the collector is shutting down; retry")
 
     def append(self, tenant: str, events: bytes = b"", rejected: bytes = b"") -> None:
         """Blocking ``submit``."""
         self.submit(tenant, events, rejected).result()
 
     async def append_async(self, tenant: str, events: bytes = b"", rejected: bytes = b"") -> None:
-        await asyncio.wrap_future(self.submit(tenant, events, rejected))
+        loop = asyncio.get_running_loop()
+        item = _Append(tenant, self._parts(tenant, events, rejected), afuture=loop.create_future(), loop=loop)
+        if not item.parts:
+            return
+        if not self._enqueue(item):
+            raise self._not_running()
+        assert item.afuture is not None
+        await item.afuture
 
     # --- the writer thread ---------------------------------------------------------
 
@@ -211,9 +238,7 @@ class Spool:
                         for item in batch:
                             self._write_group([item])
                 except BaseException as exc:  # never leave a request waiting forever
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
+                    self._answer([(item, exc) for item in batch])
             self._seal_due(force=closing and not batch)
             if closing and not batch:
                 with self._cond:
@@ -240,12 +265,26 @@ class Spool:
                     failed[id(item)] = exc
         self.stats.sync_seconds += time.perf_counter() - started
         self.stats.appends += len(batch)
-        for item in batch:
-            exc = failed.get(id(item))
-            if exc is None:
-                item.future.set_result(None)
-            else:
-                item.future.set_exception(exc)
+        self._answer([(item, failed.get(id(item))) for item in batch])
+
+    @staticmethod
+    def _answer(results: list[tuple[_Append, BaseException | None]]) -> None:
+        """Resolve the requests: one wake-up per event loop for the whole group."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, BaseException | None]]] = {}
+        for item, exc in results:
+            if item.future is not None:
+                if not item.future.done():
+                    if exc is None:
+                        item.future.set_result(None)
+                    else:
+                        item.future.set_exception(exc)
+            elif item.afuture is not None and item.loop is not None:
+                by_loop.setdefault(item.loop, []).append((item.afuture, exc))
+        for loop, done in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, done)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     def _write_segment(self, key: tuple[str, str], data: bytes) -> None:
         seg = self._open.get(key)
