@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
 from browser import (
     MESSAGE_RECORDER, contrast, embed_snippet, event_handler_attributes, horizontal_overflow, launch,
@@ -342,9 +343,9 @@ class Bundle:
 @pytest.fixture(params=["overview", "journey"])
 def bundle(request: pytest.FixtureRequest, built: Path) -> Bundle:
     exp = acme_expected()
-    report = REPORTS[f"{request.param}.yaml"]
-    mine = {k: v for k, v in exp.items() if f"id: {k}," in report or f"id: {k}\n" in report}
-    return Bundle(request.param, built / "dist" / "acme" / request.param, mine)
+    ids = [w["id"] for w in yaml.safe_load(REPORTS[f"{request.param}.yaml"])["widgets"]]
+    assert set(ids) <= set(exp), f"no expectation for {sorted(set(ids) - set(exp))}"
+    return Bundle(request.param, built / "dist" / "acme" / request.param, {k: exp[k] for k in ids})
 
 
 # --- the browser ---------------------------------------------------------------------------
@@ -483,6 +484,9 @@ def test_bundle_loads_clean_in_light(bundle: Bundle, open_watched: Callable) -> 
     page, watch = open_watched(bundle.url, color_scheme="light")
     page.wait_for_timeout(200)  # let scripts settle; late errors are errors too
     watch.assert_clean()
+    # zero violations mean something only under a strict policy
+    csp = page.locator('meta[http-equiv="Content-Security-Policy"]').get_attribute("content")
+    assert "default-src 'none'" in csp and "unsafe-" not in csp, csp
     assert all(u.startswith("file:") for u in watch.requests), watch.requests
     assert event_handler_attributes(page) == []
     assert page.evaluate("document.documentElement.dataset.theme") == "auto"
@@ -556,6 +560,31 @@ def test_keyboard_focus_reaches_every_chart(bundle: Bundle, open_watched: Callab
     stops = tab_stops(page)
     reached = {s["widget"] for s in stops if s["chart"]}
     assert charts <= reached, f"charts never focused: {sorted(charts - reached)}; tab stops {stops}"
+    # on a focused chart the arrow keys announce a data point as text
+    page.locator('[data-widget-id] svg[tabindex="0"]').first.focus()
+    page.keyboard.press("ArrowRight")
+    status = page.locator('[role="status"]:visible')
+    assert status.count() == 1 and any(c.isdigit() for c in status.inner_text()), "no announced data point"
+    watch.assert_clean()
+
+
+@pytest.mark.xfail(strict=True, reason="known renderer bug: a line chart's hover rectangles start and end at the "
+                   "plot edges, where the first and last dots sit, so the centre of those dots shows no tooltip "
+                   "(reports/render/charts.py time_chart; the first rectangle also keeps its unclamped width)")
+def test_hovering_a_data_point_shows_its_value(built: Path, open_watched: Callable) -> None:
+    page, watch = open_watched((built / "dist" / "acme" / "overview" / "index.html").as_uri())
+    expected = acme_expected()["daily"]["columns"]["Page views"]
+    points = page.locator('[data-widget-id="daily"] svg circle')
+    assert points.count() == len(expected)
+    tips = []
+    for i in range(points.count()):
+        box = points.nth(i).bounding_box()  # the mouse to the centre of the dot, as a reader would
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        status = page.locator('[role="status"]:visible')
+        tips.append(status.inner_text() if status.count() == 1 else None)
+    assert all(tip is not None and tip.rstrip().endswith(f": {value}") for tip, value in zip(tips, expected)), \
+        f"tooltips over the points {tips}, expected values {expected}"
+    assert len(set(tips)) == len(tips), tips  # each point its own tooltip
     watch.assert_clean()
 
 
