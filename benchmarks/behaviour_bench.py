@@ -72,12 +72,12 @@ def source_for(lake: Path, tenant: str):
         return _Scan(), "polars scan"
 
 
-def funnel_sql(files: str, start: datetime, end: datetime) -> str:
+def funnel_sql(files: str, start: datetime, end: datetime, steps: tuple[str, ...] = STEPS) -> str:
     """The same funnel by hand: stream order, every page_view in range starts an attempt,
     each step takes the first matching event after the previous one within 7 days, a
     user counts at the furthest step of any attempt."""
-    step = "CASE event_type " + " ".join(f"WHEN '{t}' THEN {i}" for i, t in enumerate(STEPS, 1)) + " END"
-    types = ", ".join(f"'{t}'" for t in STEPS)
+    step = "CASE event_type " + " ".join(f"WHEN '{t}' THEN {i}" for i, t in enumerate(steps, 1)) + " END"
+    types = ", ".join(f"'{t}'" for t in steps)
     w = f"INTERVAL {WINDOW_DAYS} DAY"
     s, e = f"TIMESTAMPTZ '{start.isoformat()}'", f"TIMESTAMPTZ '{end.isoformat()}'"
     parts = [f"""
@@ -88,12 +88,12 @@ WITH ev AS (
     AND coalesce(user_id, anonymous_id) IS NOT NULL),
 seq AS (SELECT k, ts, step, row_number() OVER (ORDER BY k, ts, step, event_type, event_id) AS pos FROM ev),
 a1 AS (SELECT k, pos AS p1, ts AS t1 FROM seq WHERE step = 1 AND ts < {e})"""]
-    for i in range(2, len(STEPS) + 1):
+    for i in range(2, len(steps) + 1):
         parts.append(f""",
 c{i} AS (SELECT k, pos, ts FROM seq WHERE step = {i}),
 a{i} AS (SELECT a.*, CASE WHEN c.ts <= a.t1 + {w} THEN c.pos END AS p{i}
         FROM a{i - 1} a ASOF LEFT JOIN c{i} c ON a.k = c.k AND c.pos > a.p{i - 1})""")
-    n = len(STEPS)
+    n = len(steps)
     reached = " + ".join(f"(p{i} IS NOT NULL)::INT" for i in range(2, n + 1))
     parts.append(f""",
 u AS (SELECT k, max(1 + {reached}) AS f FROM a{n} GROUP BY k)
@@ -101,9 +101,15 @@ SELECT {", ".join(f"count(*) FILTER (WHERE f >= {i})" for i in range(1, n + 1))}
     return "".join(parts)
 
 
-def timed(fn):
-    t = time.perf_counter()
+CPU: dict[str, list[float]] = {"funnel": [], "sql": [], "retention": []}
+
+
+def timed(fn, name):
+    """Wall seconds (and, in ``CPU``, process CPU seconds: every thread of this process,
+    DuckDB's included) of one call."""
+    c, t = time.process_time(), time.perf_counter()
     out = fn()
+    CPU[name].append(time.process_time() - c)
     return time.perf_counter() - t, out
 
 
@@ -111,7 +117,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/erp-bench-10m"))
+    p.add_argument("--steps", default=",".join(STEPS), help="funnel steps, comma-separated")
     args = p.parse_args()
+    steps = tuple(args.steps.split(","))
 
     from erp.reports.api import Window, widget_types
 
@@ -122,10 +130,10 @@ def main() -> int:
     window = Window(tenant, "UTC", since, until, now)
     source, how = source_for(lake, tenant)
     widgets = widget_types()
-    funnel = widgets["funnel"].validate({"steps": list(STEPS), "window": f"{WINDOW_DAYS}d"}, "bench")
+    funnel = widgets["funnel"].validate({"steps": list(steps), "window": f"{WINDOW_DAYS}d"}, "bench")
     retention = widgets["retention"].validate({"period": "week", "periods": 12}, "bench")
     files = f"'{lake}/events/tenant_id={tenant}/*/*.parquet'"
-    sql = funnel_sql(files, window.start_utc, window.end_utc)
+    sql = funnel_sql(files, window.start_utc, window.end_utc, steps)
     con = duckdb.connect()
     print(f"tenant {tenant}, {since} .. {until} ({(until - since).days + 1} days), erp reads via {how}",
           file=sys.stderr)
@@ -136,31 +144,35 @@ def main() -> int:
         order = [0, 1] if i % 2 == 0 else [1, 0]
         for which in order:
             if which == 0:
-                dt, data = timed(lambda: widgets["funnel"].compute(funnel, source, window))
+                dt, data = timed(lambda: widgets["funnel"].compute(funnel, source, window), "funnel")
                 t_f.append(dt)
                 erp_counts = [s["count"] for s in data["steps"]]
             else:
-                dt, row = timed(lambda: con.sql(sql).fetchall()[0])
+                dt, row = timed(lambda: con.sql(sql).fetchall()[0], "sql")
                 t_s.append(dt)
                 sql_counts = list(row)
-        dt, _ = timed(lambda: widgets["retention"].compute(retention, source, window))
+        dt, _ = timed(lambda: widgets["retention"].compute(retention, source, window), "retention")
         t_r.append(dt)
         if erp_counts != sql_counts:
             print(f"MISMATCH: erp {erp_counts} != sql {sql_counts}", file=sys.stderr)
             return 1
 
     med = {k: statistics.median(v) for k, v in (("funnel", t_f), ("sql", t_s), ("retention", t_r))}
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
     ratio = med["funnel"] / med["sql"]
-    print(f"{'measure':<34}{'median s':>10}")
-    print(f"{'funnel (erp, 4 steps, 7d)':<34}{med['funnel']:>10.3f}")
-    print(f"{'funnel (DuckDB SQL, ASOF)':<34}{med['sql']:>10.3f}")
-    print(f"{'retention (erp, 12 weeks)':<34}{med['retention']:>10.3f}")
+    with open("/proc/loadavg") as fh:
+        load = fh.read().split()[0]
+    print(f"{'measure':<34}{'wall s':>9}{'cpu s':>9}   (median of {args.repeat}; load average {load})")
+    for key, label in (("funnel", f"funnel (erp, {len(steps)} steps, 7d)"), ("sql", "funnel (DuckDB SQL, ASOF)"),
+                       ("retention", "retention (erp, 12 weeks)")):
+        print(f"{label:<34}{med[key]:>9.3f}{cpu[key]:>9.3f}")
     print(f"funnel / SQL = {ratio:.2f}x (target <= 1.5x: {'met' if ratio <= 1.5 else 'NOT met'}); "
           f"each < 2 s: {'met' if max(med['funnel'], med['retention']) < 2 else 'NOT met'}; "
           f"step counts equal: {erp_counts}")
     print(json.dumps({"tenant": tenant, "since": since.isoformat(), "until": until.isoformat(),
-                      "repeat": args.repeat, "funnel_s": round(med["funnel"], 3), "sql_s": round(med["sql"], 3),
+                      "repeat": args.repeat, "steps": list(steps), "funnel_s": round(med["funnel"], 3), "sql_s": round(med["sql"], 3),
                       "retention_s": round(med["retention"], 3), "ratio": round(ratio, 2),
+                      "cpu_s": {k: round(v, 3) for k, v in cpu.items()}, "load": float(load),
                       "counts": erp_counts}))
     return 0
 

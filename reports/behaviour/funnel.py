@@ -194,12 +194,7 @@ def match_attempts(spec: FunnelSpec, source: EventSource, window: Window) -> pl.
     if spec.order == "any":
         att = _match_any(att, ev, n)
     else:
-        # step 2 on every attempt (most stop there), later steps only on the few that got on
-        att = _match_next(att, ev, 2, strict=spec.order == "strict", step_pos=step_pos)
-        on = att.filter(pl.col("p2").is_not_null())
-        for k in range(3, n + 1):
-            on = _match_next(on, ev, k, strict=spec.order == "strict", step_pos=step_pos)
-        att = pl.concat([att.filter(pl.col("p2").is_null()), on], how="diagonal_relaxed")
+        att = _match_chain(att, ev, n, strict=spec.order == "strict", step_pos=step_pos)
     tcols = [f"t{k}" for k in range(1, n + 1)]
     att = att.with_columns(r=pl.sum_horizontal([pl.col(t).is_not_null().cast(pl.Int32) for t in tcols]))
 
@@ -212,23 +207,43 @@ def match_attempts(spec: FunnelSpec, source: EventSource, window: Window) -> pl.
             .otherwise(pl.col(f"xt{i}") <= pl.col("deadline"))
         voided = voided | v.fill_null(False)
     att = att.filter(~voided)
-    return att.with_columns(open=pl.col("deadline") >= window.now).sort("aid")
+    return att.with_columns(open=pl.col("deadline") >= window.now)
 
 
-def _match_next(att: pl.DataFrame, ev: pl.DataFrame, k: int, *, strict: bool, step_pos: str) -> pl.DataFrame:
-    """Fill step k (``p{k}``, ``t{k}``) of the attempts that reached step k-1: the first
-    step-k event after step k-1 (strict: the very next event), within the deadline."""
-    prev = f"p{k - 1}"
-    cand = ev.filter(pl.col(f"m{k}")).select("key", pos_k=pl.col(step_pos), ts_k=pl.col("timestamp"))
+def _match_chain(att: pl.DataFrame, ev: pl.DataFrame, n: int, *, strict: bool, step_pos: str) -> pl.DataFrame:
+    """Steps 2..n for ``sequential``/``strict``. The greedy chain from a step's event does
+    not depend on the deadline (each step takes the first step event after the
+    previous one; strict: the very next event), so it is built once per distinct
+    step-2 event and shared by every attempt that reached it; each attempt then
+    keeps the steps up to its own deadline (chain times never decrease)."""
+    # a position identifies its key (``pos`` is global; ``seq`` needs the key beside it)
+    on = ["key", "p2"] if strict else ["p2"]
+    att = _next(att, ev, 2, "p1", strict=strict, step_pos=step_pos)
+    chain = att.filter(pl.col("p2").is_not_null()).select("key", "p2").unique(subset=on)
+    for k in range(3, n + 1):
+        prev = f"p{k - 1}"
+        at = ["key", prev] if strict else [prev]
+        alive = chain.filter(pl.col(prev).is_not_null()).select("key", prev).unique(subset=at)
+        step = _next(alive, ev, k, prev, strict=strict, step_pos=step_pos)
+        chain = chain.join(step.drop("key") if not strict else step, on=at, how="left")
+    if n > 2:
+        att = att.join(chain.drop([f"p{k}" for k in range(3, n + 1)] + ([] if strict else ["key"])),
+                       on=on, how="left")
+    within = [(pl.col(f"t{k}") <= pl.col("deadline")).fill_null(False) for k in range(2, n + 1)]
+    return att.with_columns([pl.when(ok).then(pl.col(f"t{k}")).alias(f"t{k}") for k, ok in enumerate(within, 2)])
+
+
+def _next(left: pl.DataFrame, ev: pl.DataFrame, k: int, prev: str, *, strict: bool, step_pos: str) -> pl.DataFrame:
+    """``p{k}``/``t{k}``: the first step-k event after position ``prev`` of the same key
+    (strict: the very next event, if it is a step-k event); null when there is none."""
+    cand = ev.filter(pl.col(f"m{k}")).select("key", pl.col(step_pos).alias(f"p{k}"),
+                                              pl.col("timestamp").alias(f"t{k}"))
     if strict:
-        hit = att.with_columns(pos_k=pl.col(prev) + 1).join(cand, on=["key", "pos_k"], how="left",
-                                                            maintain_order="left")
-    else:
-        hit = att.sort(prev).join_asof(cand.sort("pos_k"), left_on=prev, right_on="pos_k", by="key",
-                                       strategy="forward", allow_exact_matches=False, check_sortedness=False)
-    ok = pl.col("ts_k") <= pl.col("deadline")
-    return hit.with_columns(pl.when(ok).then(pl.col("pos_k")).alias(f"p{k}"),
-                            pl.when(ok).then(pl.col("ts_k")).alias(f"t{k}")).drop("pos_k", "ts_k")
+        return left.with_columns((pl.col(prev) + 1).alias(f"p{k}")).join(
+            cand, on=["key", f"p{k}"], how="left", maintain_order="left") \
+            .with_columns(pl.when(pl.col(f"t{k}").is_not_null()).then(pl.col(f"p{k}")).alias(f"p{k}"))
+    return left.sort(prev).join_asof(cand.sort(f"p{k}"), left_on=prev, right_on=f"p{k}", by="key",
+                                     strategy="forward", allow_exact_matches=False, check_sortedness=False)
 
 
 def _match_any(att: pl.DataFrame, ev: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -241,9 +256,9 @@ def _match_any(att: pl.DataFrame, ev: pl.DataFrame, n: int) -> pl.DataFrame:
         hit = base.select("aid", "key", "p1", "deadline").join_asof(
             cand.sort("pos_s"), left_on="p1", right_on="pos_s", by="key", strategy="forward",
             allow_exact_matches=False, check_sortedness=False)
-        hit = hit.select("aid", pl.when(pl.col("ts_s") <= pl.col("deadline")).then(pl.col("ts_s"))
-                         .alias(f"s{s}"))
-        base = base.join(hit, on="aid", how="left")
+        # an as-of join keeps the left rows in order: the column lines up with ``base``
+        base = base.with_columns(hit.select(pl.when(pl.col("ts_s") <= pl.col("deadline"))
+                                            .then(pl.col("ts_s")).alias(f"s{s}")).to_series())
         found.append(f"s{s}")
     times = pl.concat_list([pl.col("t1")] + [pl.col(c) for c in found]).list.drop_nulls().list.sort()
     base = base.with_columns(_times=times)
@@ -274,14 +289,14 @@ def per_key(spec: FunnelSpec, att: pl.DataFrame) -> pl.DataFrame:
     timed = [secs(f"t{k}", f"t{k - 1}").alias(f"dp{k}") for k in range(2, n + 1)] + \
             [secs(f"t{k}", "t1").alias(f"df{k}") for k in range(2, n + 1)]
     if spec.unit == "events":
-        out = att.select("aid", pl.col("r").alias("f"),
+        out = att.sort("aid").select("aid", pl.col("r").alias("f"),
                          ((pl.col("r") < n) & pl.col("open")).alias("pending"), *timed,
                          *(["bd"] if spec.breakdown is not None else []))
         return out.rename({"aid": "key"})
     out = att.group_by("key").agg(pl.col("r").max().alias("f"), pl.col("open").any().alias("_open"))
     out = out.with_columns(pending=(pl.col("f") < n) & pl.col("_open")).drop("_open")
-    # times come from the (few) attempts past step 1; ``att`` is in ``aid`` order
-    on = att.filter(pl.col("r") >= 2).with_columns(*timed)
+    # times come from the (few) attempts past step 1, earliest attempt first
+    on = att.filter(pl.col("r") >= 2).sort("aid").with_columns(*timed)
     aggs = []
     for k in range(2, n + 1):
         reached = pl.col("r") >= k
