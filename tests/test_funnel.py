@@ -346,3 +346,72 @@ def test_engine_equals_reference(events, order, unit, window_h, excl, n_steps, s
                       now=now, trend=trend, breakdown="p" if breakdown else None, limit=1,
                       names=[" or ".join(t) for t, _ in steps_ref])
     assert got == want
+
+
+# --- through the CLI on a real lake ------------------------------------------------------------
+
+BEHAVIOUR_REPORT = """\
+id: behaviour
+title: Behaviour
+tenants: all
+range: {since: 2026-03-02, until: 2026-03-15}
+widgets:
+  - id: checkout
+    type: funnel
+    steps: [page_view, signup, purchase]
+    window: 1d
+    breakdown: {property: plan}
+  - {id: weekly, type: retention, start_event: signup, return_event: any, period: week, periods: 2}
+  - {id: cohorts, type: cohort, period: week, periods: 1, value: {property: revenue}}
+  - {id: life, type: lifecycle, period: week}
+  - {id: sticky, type: stickiness, period: week}
+"""
+
+
+def test_behaviour_widgets_through_erp_report_on_a_real_lake_stay_inside_their_tenant(clean_env):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from erp.cli.main import app
+    from tests.conftest import write_ndjson
+
+    (clean_env / "erp.yaml").write_text("lake: lake\nreports_dir: reports\ningest:\n  workers: 1\n"
+                                        "defaults:\n  retention_days: null\n")
+    (clean_env / "tenants.yaml").write_text("tenants:\n  - {tenant_id: acme, name: Acme, timezone: UTC}\n"
+                                            "  - {tenant_id: globex, name: Globex, timezone: UTC}\n")
+    (clean_env / "reports").mkdir()
+    (clean_env / "reports" / "behaviour.yaml").write_text(BEHAVIOUR_REPORT)
+    recs = []
+
+    def add(tenant, user, etype, ts, **props):
+        recs.append({"event_id": f"e{len(recs)}", "tenant_id": tenant, "event_type": etype, "user_id": user,
+                     "timestamp": ts, **({"properties": props} if props else {})})
+
+    add("acme", "u1", "page_view", "2026-03-02T10:00:00Z", plan="pro")
+    add("acme", "u1", "signup", "2026-03-02T11:00:00Z")
+    add("acme", "u1", "purchase", "2026-03-10T11:00:00Z", revenue=30.0, currency="EUR")
+    add("acme", "u2", "page_view", "2026-03-03T10:00:00Z", plan="free")
+    # the same user ids in another tenant must not leak into acme's numbers
+    add("globex", "u2", "signup", "2026-03-03T11:00:00Z")
+    add("globex", "u2", "purchase", "2026-03-03T12:00:00Z", revenue=99.0, currency="EUR")
+    src = write_ndjson(clean_env / "events.ndjson", recs)
+    runner = CliRunner()
+    res = runner.invoke(app, ["ingest", str(src), "--json"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["report", "behaviour", "--tenant", "acme", "--json", "--now", "2026-04-01T00:00:00Z"])
+    assert res.exit_code == 0, res.output
+    w = {x["widget_id"]: x["data"] for x in _json.loads(res.stdout)["widgets"]}
+    assert [s["count"] for s in w["checkout"]["steps"]] == [2, 1, 0]   # purchase 8 days later: outside 1d
+    assert [(g["value"], g["entered"]) for g in w["checkout"]["breakdown"]["groups"]] == [("free", 1), ("pro", 1)]
+    assert [[c["count"] for c in co["cells"]] for co in w["weekly"]["cohorts"]] == [[1, 1, 0], [0, 0, 0]]
+    cohorts = w["cohorts"]["cohorts"]
+    assert [(c["size"], [x["value"] for x in c["cells"]]) for c in cohorts] == [(2, [0.0, 15.0]), (0, [None, None])]
+    assert [(p["new"], p["returning"], p["dormant"]) for p in w["life"]["points"]] == [(2, 0, 0), (0, 1, 1)]
+    assert [b["count"] for b in w["sticky"]["buckets"]] == [1, 1]
+
+    bad = BEHAVIOUR_REPORT.replace("window: 1d", "window: 1 day")
+    (clean_env / "reports" / "behaviour.yaml").write_text(bad)
+    res = runner.invoke(app, ["reports", "validate"])
+    assert res.exit_code == 1
+    assert "widgets[0].window" in res.output and "7d" in res.output
