@@ -277,6 +277,18 @@ def test_trend_counts_entries_per_local_day_across_dst():
     assert pts == {"2026-03-28": (0, 0), "2026-03-29": (1, 1), "2026-03-30": (1, 0)}
 
 
+def test_worked_example_of_the_docs():
+    mon = datetime(2026, 3, 2, tzinfo=UTC)
+    at = lambda day, hh, mm=0: mon + timedelta(days=day, hours=hh, minutes=mm)  # noqa: E731
+    events = [ev("u", "page_view", at(0, 10)), ev("u", "signup", at(0, 11)), ev("u", "page_view", at(0, 12)),
+              ev("u", "purchase", at(1, 11)), ev("u", "signup", at(1, 11, 30)), ev("u", "purchase", at(1, 11, 45))]
+    data = funnel(events, steps=("page_view", "signup", "purchase"), window="1d")
+    r = data["steps"]
+    assert counts(data) == [1, 1, 1]
+    assert (r[1]["median_seconds_from_previous"], r[1]["median_seconds_from_first"]) == (3600.0, 3600.0)
+    assert (r[2]["median_seconds_from_previous"], r[2]["median_seconds_from_first"]) == (900.0, 85500.0)
+
+
 # --- definitions -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec, words", [
