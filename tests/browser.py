@@ -347,6 +347,21 @@ def horizontal_overflow(page: Any) -> dict[str, Any]:
     }""")
 
 
+def chart_text_px(page: Any) -> dict[str, float]:
+    """Per widget, the smallest on-screen font size (CSS px) of the text in its charts
+    (the SVG's scale included)."""
+    return page.evaluate("""() => {
+      const out = {};
+      for (const w of document.querySelectorAll("[data-widget-id]")) {
+        const sizes = Array.from(w.querySelectorAll("svg:not([aria-hidden=true]) text"))
+          .filter((t) => t.checkVisibility() && t.textContent.trim())
+          .map((t) => { const m = t.getScreenCTM(); return parseFloat(getComputedStyle(t).fontSize) * (m ? m.a : 1); });
+        if (sizes.length) out[w.getAttribute("data-widget-id")] = Math.round(Math.min(...sizes) * 10) / 10;
+      }
+      return out;
+    }""")
+
+
 def tab_stops(page: Any, limit: int = 150) -> list[dict[str, Any]]:
     """Press Tab until focus comes back round (or ``limit``); where focus went each
     time: the element, and the ``data-widget-id`` of its widget."""

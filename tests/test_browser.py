@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from browser import (
-    MESSAGE_RECORDER, contrast, embed_snippet, event_handler_attributes, horizontal_overflow, launch,
+    MESSAGE_RECORDER, chart_text_px, contrast, embed_snippet, event_handler_attributes, horizontal_overflow, launch,
     luminance, number, open_details, open_page, page_colors, screenshot, shows, start_playwright,
     static_server, tab_stops, watched_context, widgets, write_host_page,
 )
@@ -492,6 +492,8 @@ def test_bundle_loads_clean_in_light(bundle: Bundle, open_watched: Callable) -> 
     assert page.evaluate("document.documentElement.dataset.theme") == "auto"
     colors = page_colors(page)
     assert not is_dark(colors["background"]) and contrast(colors["color"], colors["background"]) >= 4.5, colors
+    sizes = chart_text_px(page)  # on a 1024 px screen every chart's text is readable
+    assert sizes and min(sizes.values()) >= MIN_CHART_TEXT_PX, sizes
     screenshot(page, f"{bundle.name}-light")
     for wid, exp in bundle.expected.items():
         screenshot(page, f"type-{exp['type']}", element=page.locator(f'[data-widget-id="{wid}"]'))
@@ -550,6 +552,21 @@ def test_fits_320px_without_horizontal_overflow(bundle: Bundle, open_watched: Ca
     assert not over["sticking_out"] and not over["clipped"], over
     # over["scrolled"] (charts wider than 320 px inside a box that scrolls sideways) is allowed
     screenshot(page, f"{bundle.name}-320px")
+    watch.assert_clean()
+
+
+#: The smallest chart text, in CSS px, that stays readable on a phone.
+MIN_CHART_TEXT_PX = 9
+
+
+@pytest.mark.xfail(strict=True, reason="known renderer weakness: at 320 px the SVG charts scale down as a whole, "
+                   "so axis labels and heatmap cells render at about 5-7 px")
+def test_chart_text_stays_readable_at_320px(bundle: Bundle, open_watched: Callable) -> None:
+    page, watch = open_watched(bundle.url, viewport={"width": 320, "height": 640})
+    sizes = chart_text_px(page)
+    assert sizes, "no chart text found"
+    small = {wid: px for wid, px in sizes.items() if px < MIN_CHART_TEXT_PX}
+    assert not small, f"chart text below {MIN_CHART_TEXT_PX} px at 320 px: {small}"
     watch.assert_clean()
 
 
