@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from erp.core.config import Config
 from erp.core.dedup import DEDUP_DIR
 from erp.core.events import EVENT_SCHEMA
+from erp.core.errors import LakeError
 from erp.core.lake import Lake, new_batch_id
 from erp.core.ledger import LEDGER_DIR
 from erp.core.tenants import tenant_partition
@@ -57,7 +58,7 @@ def compact(cfg: Config, *, lake: Lake | None = None, tenant: str | None = None,
             small = [f for f in files if lake.fs.size(f) < target]
             if len(small) < min_files:
                 continue
-            tables = [pq.read_table(f, filesystem=lake.fs, schema=EVENT_SCHEMA) for f in small]
+            tables = [_read(lake, f, schema=EVENT_SCHEMA) for f in small]
             merged = pa.concat_tables(tables).sort_by([("timestamp", "ascending"), ("event_id", "ascending")])
             size = sum(lake.fs.size(f) for f in small)
             n_out = max(1, -(-size // target))
@@ -100,7 +101,7 @@ def _merge_state(lake: Lake, c, result: CompactResult, tenant: str | None) -> No
         files = lake.list_files(lake.state(DEDUP_DIR, tenant_partition(t)), ".parquet")
         if len(files) < 2:
             continue
-        keys = pa.concat_tables([pq.read_table(f, filesystem=lake.fs) for f in files])
+        keys = pa.concat_tables([_read(lake, f) for f in files])
         c.write_parquet(posixpath.join("_state", DEDUP_DIR, tenant_partition(t), f"{c.commit_id}.parquet"), keys)
         for f in files:
             c.delete_on_commit(posixpath.relpath(f, lake.root))
@@ -115,9 +116,23 @@ def _merge_state(lake: Lake, c, result: CompactResult, tenant: str | None) -> No
             for f in files:
                 for line in lake.read_bytes(f).splitlines():
                     if line.strip():
-                        latest[json.loads(line)["key"]] = line
+                        try:
+                            latest[json.loads(line)["key"]] = line
+                        except (ValueError, KeyError, TypeError) as exc:
+                            raise LakeError(f"the input ledger file {f} is damaged: {exc!r}", path=f,
+                                            hint="restore it from a backup, or delete it: the inputs it "
+                                                 "lists are then read again by the next ingest") from exc
             c.write_bytes(posixpath.join("_state", LEDGER_DIR, f"{c.commit_id}.ndjson"),
                           b"\n".join(latest.values()) + b"\n")
             for f in files:
                 c.delete_on_commit(posixpath.relpath(f, lake.root))
             result.state_files_merged += len(files)
+
+
+def _read(lake: Lake, path: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Read one Parquet file of the lake; a damaged one is a LakeError naming it."""
+    try:
+        return pq.read_table(path, filesystem=lake.fs, schema=schema)
+    except (pa.ArrowException, OSError) as exc:
+        raise LakeError(f"{path} is not a readable Parquet file: {exc}", path=path,
+                        hint="restore it from a backup (or move it out of the lake) and run erp compact again") from exc
