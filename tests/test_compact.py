@@ -174,3 +174,17 @@ def test_readers_always_see_one_complete_generation(tmp_path):
         n += small_batches(tmp_path / f"round-{round_}", cfg, batches=2, days=4, per_day=2)
     assert seen, "the reader never completed a count"
     assert full_frame(lake).height == n
+
+
+def test_a_damaged_file_is_exit_1_naming_it_and_nothing_changes(tmp_path):
+    cfg = make_config(tmp_path)
+    lake = tmp_path / "lake"
+    small_batches(tmp_path, cfg, batches=2, days=1)
+    victim = lake_files(lake, "events")[-1]
+    victim.write_bytes(b"PAR1 this is not a parquet file")
+    files = set(lake_files(lake, "events"))
+    res = CliRunner().invoke(app, ["compact", "--lake", str(lake), "--json"])
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    assert out["error"] == "LakeError" and victim.name in out["message"] and "backup" in out["hint"]
+    assert set(lake_files(lake, "events")) == files  # no partition was swapped
