@@ -5,8 +5,8 @@ Both sides compute every shipped report (traffic, conversion, engagement) for ev
 tenant of the lake (50 x 3 on the default lake) with the same fixed ``now``:
 
 - **engine**: ``compute_report`` + ``json.dumps`` per tenant x report (JSON only);
-- **build**: ``build_reports`` into an empty folder (compute + render + write every
-  bundle, manifest and index).
+- **build**: what ``build_reports`` does, into an empty folder: per bundle compute +
+  render + write (``Builder.bundle``), then the manifest and index (``Builder.finish``).
 
 They are interleaved bundle by bundle (engine then build for one tenant x report,
 the order flipping each time) in this one process, ``--repeat`` times; medians are printed with the rendering overhead
@@ -39,7 +39,8 @@ from erp.core.config import load_config  # noqa: E402
 from erp.core.lake import Lake  # noqa: E402
 from erp.reports.definitions import load_reports, reports_folder  # noqa: E402
 from erp.reports.engine import compute_report  # noqa: E402
-from erp.reports.render.build import build_reports, lake_tenants  # noqa: E402
+from erp.reports.render.build import Builder, lake_tenants  # noqa: E402
+from erp.reports.render.bundle import Options  # noqa: E402
 
 
 def engine_only(cfg, lake: Lake, pairs, now: datetime) -> int:
@@ -74,8 +75,10 @@ def main() -> int:
     engine_times, build_times, splits, last, sizes = [], [], [], None, []
     for i in range(args.repeat):
         out = Path(tempfile.mkdtemp(prefix="erp-build-bench-"))
-        te = tb = comp = rend = wr = 0.0
-        sizes = []
+        te = tb = 0.0
+        t = time.perf_counter()
+        builder = Builder(cfg, out / "dist", since=None, until=None, now=now, options=Options(), lake=lake)
+        tb += time.perf_counter() - t
         for k, (tenant, report) in enumerate(pairs):
             for side in (("engine", "build") if (i + k) % 2 == 0 else ("build", "engine")):
                 t = time.perf_counter()
@@ -83,12 +86,15 @@ def main() -> int:
                     len(json.dumps(compute_report(cfg, lake, report, tenant, None, None, now)))
                     te += time.perf_counter() - t
                 else:
-                    res = build_reports(cfg, out / "dist", tenants=[tenant], reports=[report.id], now=now, lake=lake)
+                    builder.bundle(tenant, report)
                     tb += time.perf_counter() - t
-                    comp, rend, wr = comp + res.compute_seconds, rend + res.render_seconds, wr + res.write_seconds
-                    sizes.extend(res.bundles)
+        t = time.perf_counter()
+        res = builder.finish()  # manifest.json and index.html
+        tb += time.perf_counter() - t
+        sizes = res.bundles
         engine_times.append(te)
         build_times.append(tb)
+        comp, rend, wr = res.compute_seconds, res.render_seconds, res.write_seconds
         splits.append((comp, rend, wr))
         print(f"  run {i + 1}: engine {te:.2f} s, build {tb:.2f} s (compute {comp:.2f}, render {rend:.2f}, "
               f"write {wr:.2f})", flush=True)

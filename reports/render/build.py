@@ -21,7 +21,7 @@ from erp.core.lake import Lake
 from erp.core.tenants import is_valid_tenant_id, validate_tenant_id
 from erp.reports.definitions import Report, get_report, load_reports, reports_folder
 from erp.reports.engine import check_tenant, compute_report
-from erp.reports.render.bundle import Options, render_bundle
+from erp.reports.render.bundle import ID_RE, Options, render_bundle
 from erp.reports.render.output import (
     BundleEntry, WriteStats, entry_from_manifest, read_manifest, write_bundle, write_index,
 )
@@ -134,47 +134,73 @@ def sparklines(report: Report, data: dict[str, Any]) -> dict[str, dict[str, Any]
     return out
 
 
+class Builder:
+    """Builds bundles one at a time into ``out`` (``bundle``), then writes the manifest
+    and index (``finish``). ``build_reports`` drives it; the benchmark times it per bundle."""
+
+    def __init__(self, cfg: Config, out: Path, *, since: date | None, until: date | None, now: datetime,
+                 options: Options, lake: Lake, compute: Callable[..., dict[str, Any]] = compute_report) -> None:
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self.cfg, self.out, self.since, self.until, self.now = cfg, out, since, until, now
+        self.options, self.lake, self.compute = options, lake, compute
+        self.previous = read_manifest(out)
+        self.stats = WriteStats()
+        self.entries: dict[str, BundleEntry] = {}
+        self.result = BuildResult(out=str(out))
+
+    def bundle(self, tenant: str, report: Report) -> BuiltBundle:
+        """Compute, render and write one tenant's bundle of one report."""
+        t0 = time.perf_counter()
+        data = self.compute(self.cfg, self.lake, report, tenant, self.since, self.until, self.now)
+        t1 = time.perf_counter()
+        if data.get("tenant_id") != tenant:  # a bundle holds exactly one tenant's data
+            raise RuntimeError(f"engine returned tenant {data.get('tenant_id')!r} for {tenant!r}")
+        tenant_name = self.cfg.tenant(tenant).name or tenant
+        files = render_bundle(data, tenant_name=tenant_name, options=self.options,
+                              sparklines=sparklines(report, data))
+        t2 = time.perf_counter()
+        n_before = len(self.stats.written)
+        hashes = write_bundle(self.out, tenant, report.id, files, self.previous.get(f"{tenant}/{report.id}"),
+                              self.stats)
+        t3 = time.perf_counter()
+        size = sum(len(b) for b in files.values())
+        self.entries[f"{tenant}/{report.id}"] = BundleEntry(
+            tenant, report.id, str(data.get("report_name") or report.id), tenant_name,
+            data["range"]["since"], data["range"]["until"], hashes, size)
+        built = BuiltBundle(tenant, report.id, f"{tenant}/{report.id}/", len(files), size, len(files["index.html"]),
+                            len(self.stats.written) - n_before, t1 - t0, t2 - t1)
+        self.result.bundles.append(built)
+        self.result.compute_seconds += t1 - t0
+        self.result.render_seconds += t2 - t1
+        self.result.write_seconds += t3 - t2
+        return built
+
+    def finish(self) -> BuildResult:
+        """Keep earlier bundles this run did not touch (while their folder exists), then
+        write ``manifest.json`` and ``index.html``."""
+        out = self.out
+        for key, raw in self.previous.items():
+            if key not in self.entries and (entry := entry_from_manifest(raw)) is not None:
+                if is_valid_tenant_id(entry.tenant_id) and ID_RE.match(entry.report_id) \
+                        and (out / entry.tenant_id / entry.report_id / "index.html").is_file():
+                    self.entries[key] = entry
+        t = time.perf_counter()
+        write_index(out, list(self.entries.values()), self.stats)
+        r = self.result
+        r.write_seconds += time.perf_counter() - t
+        r.written, r.unchanged, r.removed = self.stats.written, self.stats.unchanged, self.stats.removed
+        return r
+
+
 def build_reports(cfg: Config, out: Path, *, tenants: list[str] | None = None, reports: list[str] | None = None,
                   since: date | None = None, until: date | None = None, now: datetime,
                   options: Options = Options(), lake: Lake | None = None,
                   compute: Callable[..., dict[str, Any]] = compute_report) -> BuildResult:
     """Build bundles into ``out``. ``now`` (aware) fixes "today": pass the same value for
     byte-identical output."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
     lake = lake or Lake(cfg.lake, cfg.settings.storage_options)
-    defs = load_reports(reports_folder(cfg))
-    pairs = plan(cfg, lake, defs, tenants, reports)
-    result = BuildResult(out=str(out))
-    previous = read_manifest(out)
-    stats = WriteStats()
-    entries: dict[str, BundleEntry] = {}
-    for t, r in pairs:
-        t0 = time.perf_counter()
-        data = compute(cfg, lake, r, t, since, until, now)
-        t1 = time.perf_counter()
-        if data.get("tenant_id") != t:  # a bundle holds exactly one tenant's data
-            raise RuntimeError(f"engine returned tenant {data.get('tenant_id')!r} for {t!r}")
-        tenant_name = cfg.tenant(t).name or t
-        files = render_bundle(data, tenant_name=tenant_name, options=options, sparklines=sparklines(r, data))
-        t2 = time.perf_counter()
-        n_before = len(stats.written)
-        hashes = write_bundle(out, t, r.id, files, previous.get(f"{t}/{r.id}"), stats)
-        t3 = time.perf_counter()
-        size = sum(len(b) for b in files.values())
-        entries[f"{t}/{r.id}"] = BundleEntry(t, r.id, str(data.get("report_name") or r.id), tenant_name,
-                                             data["range"]["since"], data["range"]["until"], hashes, size)
-        result.bundles.append(BuiltBundle(t, r.id, f"{t}/{r.id}/", len(files), size, len(files["index.html"]),
-                                          len(stats.written) - n_before, t1 - t0, t2 - t1))
-        result.compute_seconds += t1 - t0
-        result.render_seconds += t2 - t1
-        result.write_seconds += t3 - t2
-    for key, raw in previous.items():  # bundles of earlier builds that this run did not touch
-        if key not in entries and (entry := entry_from_manifest(raw)) is not None:
-            if is_valid_tenant_id(entry.tenant_id) and (out / entry.tenant_id / entry.report_id / "index.html").is_file():
-                entries[key] = entry
-    t3 = time.perf_counter()
-    write_index(out, list(entries.values()), stats)
-    result.write_seconds += time.perf_counter() - t3
-    result.written, result.unchanged, result.removed = stats.written, stats.unchanged, stats.removed
-    return result
+    builder = Builder(cfg, out, since=since, until=until, now=now, options=options, lake=lake, compute=compute)
+    for tenant, report in plan(cfg, lake, load_reports(reports_folder(cfg)), tenants, reports):
+        builder.bundle(tenant, report)
+    return builder.finish()

@@ -27,7 +27,7 @@ from erp.core.config import shipped
 from erp.core.errors import ConfigError
 from erp.reports.render import theme as themes
 from erp.reports.render.charts import svg_markup
-from erp.reports.render.views import VIEWS, View, range_text, widget_view
+from erp.reports.render.views import VIEWS, View, range_text, rows_markup, widget_view
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: Cells starting with these are formulas to a spreadsheet: prefixed with ' in CSVs.
@@ -50,6 +50,7 @@ def environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       keep_trailing_newline=True, auto_reload=False)
     env.globals["svg_markup"] = svg_markup
+    env.globals["rows_markup"] = rows_markup
     return env
 
 
