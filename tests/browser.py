@@ -92,7 +92,7 @@ def launch(playwright: Any) -> Any:
 
 
 _CSP_CONSOLE = re.compile(r"Content Security Policy|Content-Security-Policy", re.I)
-_LOCAL_SCHEMES = ("file:", "data:")
+_LOCAL_SCHEMES = ("file:", "data:", "blob:")  # blob: is memory the page made itself (downloads)
 
 
 @dataclass

@@ -555,6 +555,22 @@ def test_fits_320px_without_horizontal_overflow(bundle: Bundle, open_watched: Ca
     watch.assert_clean()
 
 
+def test_csv_and_png_downloads_work_offline(built: Path, open_watched: Callable) -> None:
+    folder = built / "dist" / "acme" / "overview"
+    page, watch = open_watched((folder / "index.html").as_uri())
+    with page.expect_download() as dl:
+        page.locator('[data-widget-id="top_pages"] [data-csv]').click()
+    csv_path = dl.value.path()
+    assert dl.value.suggested_filename == "top_pages.csv"
+    assert Path(csv_path).read_bytes() == (folder / "top_pages.csv").read_bytes()
+    with page.expect_download() as dl:
+        page.locator('[data-widget-id="daily"] [data-png]').click()
+    assert dl.value.suggested_filename == "daily.png"
+    assert Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [u for u in watch.requests if not u.startswith(("file:", "data:", "blob:"))]
+    watch.assert_clean()
+
+
 #: The smallest chart text, in CSS px, that stays readable on a phone.
 MIN_CHART_TEXT_PX = 9
 
