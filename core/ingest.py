@@ -301,13 +301,11 @@ class _Job:
                 self.tails[src.key] = seed or b""
             before = self.tails[src.key]
         offset = chunk.end_offset
-        if data.endswith(b"\n") or not data or chunk.truncated or chunk.tail is not None:
-            stream = (before + data)[-TAIL_BYTES:] if chunk.tail is None else before
-            resume = stream
-        else:
+        stream = before if chunk.tail is not None else _roll(before, data, len(data))
+        resume = stream
+        if data and not data.endswith(b"\n") and not chunk.truncated and chunk.tail is None:
             cut = data.rfind(b"\n") + 1
-            stream = (before + data)[-TAIL_BYTES:]
-            resume = (before + data[:cut])[-TAIL_BYTES:]
+            resume = _roll(before, data, cut)
             offset -= len(data) - cut
         self.tails[src.key] = stream
         next_line = chunk.first_line + data.count(b"\n") + len(chunk.oversized)
@@ -435,6 +433,13 @@ class _Job:
             self.result.rejected += 1
         for bucket, lines in by_bucket.items():
             c.write_bytes(Lake.rejected_rel(bucket, day, f"{c.commit_id}.ndjson"), b"\n".join(lines) + b"\n")
+
+
+def _roll(before: bytes, data: bytes, end: int) -> bytes:
+    """The last TAIL_BYTES of ``before + data[:end]``, without copying a whole chunk."""
+    if end >= TAIL_BYTES:
+        return data[end - TAIL_BYTES:end]
+    return (before + data[:end])[-TAIL_BYTES:]
 
 
 def _ready(item: Any) -> bool:
