@@ -17,6 +17,7 @@ The harness's own checks are shown to fail on pages built to misbehave
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -552,6 +553,18 @@ def test_fits_320px_without_horizontal_overflow(bundle: Bundle, open_watched: Ca
     assert not over["sticking_out"] and not over["clipped"], over
     # over["scrolled"] (charts wider than 320 px inside a box that scrolls sideways) is allowed
     screenshot(page, f"{bundle.name}-320px")
+    watch.assert_clean()
+
+
+def test_a_moved_bundle_works_alone(built: Path, open_watched: Callable, tmp_path: Path) -> None:
+    """One bundle folder copied elsewhere, without the rest of dist/, still shows everything."""
+    moved = tmp_path / "www" / "some" / "sub path" / "report"
+    shutil.copytree(built / "dist" / "acme" / "journey", moved)
+    page, watch = open_watched((moved / "index.html").as_uri())
+    open_details(page)
+    ids = [w["id"] for w in yaml.safe_load(REPORTS["journey.yaml"])["widgets"]]
+    assert_numbers(widgets(page), {k: acme_expected()[k] for k in ids})
+    assert all(u.startswith((moved.as_uri(), "data:")) for u in watch.requests), watch.requests
     watch.assert_clean()
 
 
