@@ -184,3 +184,49 @@ def test_a_grown_file_after_an_oversized_line_resumes_at_its_end():
             f.write(ndjson_bytes([good(4)]))
         r3 = ingest(cfg, [str(path2)], now=NOW, workers=1)
         assert (r3.lines, r3.accepted, r3.rejected) == (1, 1, 0)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6)
+
+FIELD_VALUES = {
+    "event_id": st.text(max_size=10) | json_values,
+    "tenant_id": st.sampled_from(["acme", "globex", "../x", "A", "", "acme\x00"]) | json_values,
+    "event_type": st.sampled_from(["page_view", "purchase", "conversion", "", "a\tb"]) | json_values,
+    "timestamp": st.sampled_from(["2026-09-14T10:00:00Z", "2026-09-14T10:00:00", "2026-09-14 10:00:00+02:00",
+                                  1_788_000_000_000, 1_788_000_000, "3026-01-01T00:00:00Z", "1999-01-01",
+                                  "2026-02-30T00:00:00Z", "", "now"]) | json_values,
+    "sent_at": st.sampled_from(["2026-09-14T11:00:00Z", 1_788_000_000_000]) | json_values,
+    "received_at": st.sampled_from(["2026-09-14T10:00:00Z", 1_788_000_000_000]) | json_values,
+    "user_id": st.text(max_size=5) | st.integers(-10**20, 10**20) | json_values,
+    "properties": st.fixed_dictionaries({}, optional={
+        "revenue": st.floats(allow_nan=False, allow_infinity=False) | json_values,
+        "currency": st.sampled_from(["EUR", "eur"]) | json_values,
+        "page_url": st.sampled_from(["https://a.example/x?y=1", "::"]) | json_values}) | json_values,
+    "metadata": st.fixed_dictionaries({}, optional={
+        "ip": st.sampled_from(["203.0.113.9", "2001:db8::1", "x"]) | json_values,
+        "user_agent": st.text(max_size=20) | json_values}) | json_values,
+    "colour": json_values,
+}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(st.fixed_dictionaries({}, optional=FIELD_VALUES), min_size=1, max_size=25))
+def test_any_json_object_is_accepted_or_rejected_with_a_real_reason(records):
+    """The fast parser and the diagnosis agree on arbitrary records: every line
+    is accounted for, and a rejected one is never given only the catch-all reason."""
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        cfg = make_config(base)
+        path = write(base / "fuzz.ndjson", [json.dumps(r) for r in records])
+        r = ingest(cfg, [str(path)], now=NOW, workers=1)
+        assert r.accepted + r.rejected + r.duplicates + r.blank == r.lines == len(records)
+        rejected = read_rejected(base / "lake")
+        assert len(rejected) == r.rejected
+        for rec in rejected:
+            assert [x["code"] for x in rec["reasons"]] != ["invalid_event"], rec
+        assert read_events(base / "lake").height == r.accepted
