@@ -110,12 +110,18 @@ async def _load(port: int, workload: str, seconds: float, conns: int, rate: floa
 
     await asyncio.gather(*(conn_loop(k) for k in range(conns)))
     elapsed = time.perf_counter() - start
-    lat.sort()
+    return {"errors": bad, "seconds": elapsed, "lat_ms": [round(x * 1000, 3) for x in lat]}
+
+
+def _summarise(parts: list[dict], workload: str, batch: int) -> dict:
+    """Merge the load processes' results: counts add up, percentiles over all latencies."""
+    lat = sorted(x for p in parts for x in p["lat_ms"])
     n = len(lat)
+    seconds = max(p["seconds"] for p in parts)
     events = n * (batch if workload == "batch" else 1)
-    return {"requests": n, "errors": bad, "seconds": elapsed, "req_per_s": n / elapsed,
-            "events_per_s": events / elapsed,
-            "p50_ms": lat[n // 2] * 1000 if n else None, "p99_ms": lat[min(n - 1, int(n * 0.99))] * 1000 if n else None}
+    return {"requests": n, "errors": sum(p["errors"] for p in parts), "seconds": seconds,
+            "req_per_s": n / seconds, "events_per_s": events / seconds,
+            "p50_ms": lat[n // 2] if n else float("nan"), "p99_ms": lat[min(n - 1, int(n * 0.99))] if n else float("nan")}
 
 
 def load_main(argv: list[str]) -> None:
@@ -171,16 +177,33 @@ def _start(config: Path, sync: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit("collector did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_one(workdir: Path, sync: str, workload: str, args: argparse.Namespace) -> dict:
     base = Path(tempfile.mkdtemp(prefix=f"collect-{sync}-", dir=workdir))
     config = _project(base)
     proc, port = _start(config, sync)
     try:
         rate = args.rate if workload == "rate" else 0
-        out = subprocess.run([sys.executable, __file__, "--load", str(port), workload, str(args.seconds),
-                              str(args.connections), str(rate), str(args.batch)],
-                             capture_output=True, text=True, check=True)
-        res = json.loads(out.stdout)
+        cpu0 = _cpu_seconds(proc.pid)
+        procs = [subprocess.Popen([sys.executable, __file__, "--load", str(port), workload, str(args.seconds),
+                                   str(args.connections // args.load_procs), str(rate / args.load_procs),
+                                   str(args.batch)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(args.load_procs)]
+        parts = []
+        for lp in procs:
+            out, _ = lp.communicate()
+            if lp.returncode != 0:
+                raise SystemExit(f"load process failed ({lp.returncode})")
+            parts.append(json.loads(out))
+        res = _summarise(parts, workload, args.batch)
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        res["server_cpu_us_per_request"] = cpu / max(1, res["requests"]) * 1e6
+        res["server_cpu_share"] = cpu / res["seconds"]  # 1.0 = one core busy all the time
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -195,7 +218,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each measured run")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--connections", type=int, default=64, help="in total, over all load processes")
+    ap.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     ap.add_argument("--rate", type=float, default=3000.0, help="offered single-event req/s of the `rate` workload")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--workloads", default="rate,single,batch")
@@ -213,22 +237,24 @@ def main() -> None:
                 runs.setdefault((sync, workload), []).append(res)
                 print(f"  run {rep + 1} {workload:6} {sync:7} {res['req_per_s']:9,.0f} req/s "
                       f"{res['events_per_s']:10,.0f} ev/s  p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms"
+                      f"  server CPU {res['server_cpu_us_per_request']:6.0f} us/req ({res['server_cpu_share']:.2f} cores)"
                       f"  errors {res['errors']}", flush=True)
 
     def med(sync: str, workload: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[(sync, workload)])
 
-    print(f"\nmedians of {args.repeat} runs, {args.seconds:g} s each, {args.connections} connections, "
-          f"{os.cpu_count()} cores")
-    print(f"{'workload':8} {'mode':8} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"\nmedians of {args.repeat} runs, {args.seconds:g} s each, {args.connections} connections from "
+          f"{args.load_procs} load processes, {os.cpu_count()} cores")
+    print(f"{'workload':8} {'mode':8} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10}")
     summary: dict = {"connections": args.connections, "seconds": args.seconds, "repeat": args.repeat,
                      "rate": args.rate, "batch": args.batch, "results": {}}
     for workload in workloads:
         for sync in ("group", "request"):
-            row = {k: med(sync, workload, k) for k in ("req_per_s", "events_per_s", "p50_ms", "p99_ms", "errors")}
+            row = {k: med(sync, workload, k) for k in ("req_per_s", "events_per_s", "p50_ms", "p99_ms", "errors",
+                                                      "server_cpu_us_per_request", "server_cpu_share")}
             summary["results"][f"{workload}/{sync}"] = row
             print(f"{workload:8} {sync:8} {row['req_per_s']:9,.0f} {row['events_per_s']:10,.0f} "
-                  f"{row['p50_ms']:8.1f} {row['p99_ms']:8.1f}")
+                  f"{row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['server_cpu_us_per_request']:10.0f}")
         g, r = summary["results"][f"{workload}/group"], summary["results"][f"{workload}/request"]
         ratio = {"throughput": g["events_per_s"] / r["events_per_s"], "p99": r["p99_ms"] / g["p99_ms"]}
         summary["results"][f"{workload}/ratio_group_over_request"] = ratio
