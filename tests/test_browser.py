@@ -465,7 +465,7 @@ def test_harness_catches_overflow_dark_print_focus_and_handlers(open_watched: Ca
     expected = {"w": {"type": "time_series", "columns": {"Views": [4]}}}
     with pytest.raises(AssertionError, match="shows \\[\\]"):  # closed <details>: not drawn
         assert_numbers(widgets(page), expected)
-    assert open_details(page) == 1
+    assert open_details(page, click=True) == 1
     assert_numbers(widgets(page), expected)
     with pytest.raises(AssertionError, match="expected \\[5\\]"):
         assert_numbers(widgets(page), {"w": {"type": "time_series", "columns": {"Views": [5]}}})
@@ -511,7 +511,7 @@ def test_javascript_off_still_shows_every_number(bundle: Bundle, open_watched: C
     page, watch = open_watched(bundle.url, java_script_enabled=False)
     assert page.evaluate("document.documentElement.classList.contains('js')") is False  # no script ran
     screenshot(page, f"{bundle.name}-nojs")
-    open_details(page)  # a click on <summary> needs no script
+    open_details(page, click=True)  # a click on <summary> needs no script
     found = widgets(page)
     assert_numbers(found, bundle.expected)
     for wid in bundle.expected:
@@ -747,8 +747,9 @@ def test_embed_resizes_on_a_file_host_page(bundle: Bundle, open_watched: Callabl
     watch.assert_clean()
 
 
-def test_embed_resizes_cross_origin_over_http(bundle: Bundle, open_watched: Callable, tmp_path: Path) -> None:
+def test_embed_resizes_cross_origin_over_http(built: Path, open_watched: Callable, tmp_path: Path) -> None:
     """Host and bundle on two 127.0.0.1 servers (two origins), as on a real site."""
+    bundle = Bundle("overview", built / "dist" / "acme" / "overview", {})
     with static_server(bundle.folder) as bundle_origin:
         bundle_url = f"{bundle_origin}/index.html"
         snippet = embed_snippet((bundle.folder / "embed.html").read_text(encoding="utf-8"), bundle_url)
