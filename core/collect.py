@@ -34,9 +34,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from erp.core.collect_formats import (
-    MAX_BODY_BYTES, NativeBatchDoc, NativeEvent, Parsed, PostHogBatchDoc, PostHogEvent, RequestError,
-    RequestInfo, SegmentBatchDoc, SegmentMessage, _too_large, decode_body, json_schema, parse_native,
+    MAX_BODY_BYTES, Parsed, RequestError, RequestInfo, _too_large, decode_body, json_schema, parse_native,
     parse_posthog, parse_segment, safe_dumps,
+)
+from erp.core.collect_models import (
+    NativeBatchDoc, NativeEvent, PostHogBatchDoc, PostHogEvent, SegmentBatchDoc, SegmentMessage,
 )
 from erp.core.collect_metrics import Metrics
 from erp.core.config import Config
