@@ -12,7 +12,6 @@ from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, esc
 from erp.core.errors import TenantError
 from erp.core.lake import Lake
 from erp.core.tenants import validate_tenant_id
-from erp.reports.query import run_query
 
 HELP = """Run DuckDB SQL over one tenant's events (a view named `events`).
 
@@ -41,6 +40,8 @@ def _run(sql: str, *, tenant: str | None, lake: str | None, config: Path | None,
     if cfg.restrict_tenants and tenant not in cfg.tenants:
         raise TenantError(f"unknown tenant {tenant!r}", tenant=tenant,
                           hint=f"tenants.yaml lists: {', '.join(sorted(cfg.tenants))}")
+    from erp.reports.query import run_query  # DuckDB is imported only by this command
+
     r = run_query(Lake(cfg.lake, cfg.settings.storage_options), tenant, sql, limit=limit)
     if json_out:
         print_json({"ok": True, **r.to_dict()})
