@@ -761,8 +761,7 @@ def test_embed_resizes_cross_origin_over_http(built: Path, open_watched: Callabl
             page.goto(f"{host_origin}/host.html", wait_until="load")
             assert page.evaluate("location.origin") == host_origin != bundle_origin
             check_embed(page, bundle_url, shot=f"{bundle.name}-embedded")
-            watch.problems()  # served over http, chromium asks for /favicon.ico: a 404, not a page error
-            assert not watch.blocked and not watch.page_errors and not watch.csp_violations(), watch.problems()
+            watch.assert_clean()
 
 
 def test_embed_page_preview_is_clean(bundle: Bundle, open_watched: Callable) -> None:
