@@ -234,3 +234,51 @@ def test_distinct_users_from_user_days_equal_raw_in_utc(cfg_factory, tmp_path):
     raw = compute_report(cfg, lake, report, "acme", now=NOW, use_rollups=False)
     assert fast == raw
     assert raw["widgets"][0]["data"]["value"] > 0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from erp.core.rollup import compute_tables  # noqa: E402
+from tests.report_data import frame  # noqa: E402
+
+row_st = st.fixed_dictionaries({
+    "sec": st.integers(0, 3 * 86400 - 1), "event_type": st.sampled_from(["a", "b"]),
+    "user_id": st.sampled_from([None, "u1", "u2"]), "anonymous_id": st.sampled_from([None, "x1"]),
+    "session_id": st.sampled_from([None, "s1", "s2"]), "device_type": st.sampled_from([None, "mobile"]),
+    "country": st.sampled_from([None, "DE"])})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(row_st, max_size=30))
+def test_rollup_tables_match_a_naive_reference(rows):
+    base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    recs = [dict(r, timestamp=base + timedelta(seconds=r.pop("sec"))) for r in [dict(x) for x in rows]]
+    lf = frame(recs).lazy().with_columns(date=pl.col("timestamp").dt.date())
+    hourly, user_days = (x.collect() for x in compute_tables(lf, ("device_type", "country")))
+    want: dict = {}
+    for r in recs:
+        k = (r["timestamp"].date(), r["timestamp"].hour, r["event_type"], r["device_type"], r["country"])
+        g = want.setdefault(k, [0, set(), set()])
+        g[0] += 1
+        u = r["user_id"] if r["user_id"] is not None else r["anonymous_id"]
+        if u is not None:
+            g[1].add(u)
+        if r["session_id"] is not None:
+            g[2].add(r["session_id"])
+    got = {(d["date"], d["hour"], d["event_type"], d["device_type"], d["country"]):
+           (d["events"], d["users"], d["sessions"]) for d in hourly.to_dicts()}
+    assert got == {k: (v[0], len(v[1]), len(v[2])) for k, v in want.items()}
+    days: dict = {}
+    for r in recs:
+        u = r["user_id"] if r["user_id"] is not None else r["anonymous_id"]
+        if u is None:
+            continue
+        g = days.setdefault((r["timestamp"].date(), u), [0, set(), [], []])
+        g[0] += 1
+        if r["session_id"] is not None:
+            g[1].add(r["session_id"])
+        g[2].append(r["timestamp"])
+    got = {(d["date"], d["user_key"]): (d["events"], d["sessions"], d["first_seen"], d["last_seen"])
+           for d in user_days.to_dicts()}
+    assert got == {k: (v[0], len(v[1]), min(v[2]), max(v[2])) for k, v in days.items()}
