@@ -216,3 +216,44 @@ def test_read_only_spool_disk_is_refused_not_buffered(tmp_path: Path) -> None:
         assert [r["event_id"] for r in lines_of(root, "acme")] == ["e1", "e3"]
     finally:
         fs.close()
+
+
+def test_drain_is_idempotent_when_a_crash_left_drained_segments_behind(tmp_path: Path) -> None:
+    """A drain that dies after the lake commit but before deleting its segments
+    must not double anything on the next run."""
+    import shutil
+
+    from collect_support import write_project
+    from conftest import read_events, read_rejected
+    from erp.core.config import load_config
+    from erp.core.drain import drain_spool
+
+    project = write_project(tmp_path / "proj")
+    root = tmp_path / "proj" / "spool"
+    sp = Spool(root)
+    sp.start()
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for t in ("acme", "globex"):
+        lines = b"".join(json.dumps({"tenant_id": t, "event_id": f"{t}-{i}", "event_type": "x", "timestamp": now,
+                                     "received_at": now}).encode() + b"\n" for i in range(20))
+        sp.append(t, lines, b'{"source": "collect POST /x", "line": 1, "reasons": [{"code": "size_violation", '
+                            b'"message": "m", "field": null}], "raw": "{}", "received_at": "' + now.encode() + b'"}\n')
+    sp.close()
+    saved = tmp_path / "saved"
+    shutil.copytree(root, saved)
+    cfg = load_config(project, env={}, cwd=project.parent)
+    first = drain_spool(cfg, workers=1)
+    assert (first.accepted, first.rejected_rows, first.deleted) == (40, 2, 4)
+    assert not list(root.rglob("*.ndjson"))
+    shutil.rmtree(root)
+    shutil.copytree(saved, root)  # as if the deletes never happened (same names, sizes, mtimes)
+    again = drain_spool(cfg, workers=1)
+    assert again.accepted == 0 and again.deleted == 4 and not again.failed
+    lake = tmp_path / "proj" / "lake"
+    df = read_events(lake)
+    assert df.height == 40 and df["event_id"].n_unique() == 40
+    assert sorted(r["bucket"] for r in read_rejected(lake)) == ["acme", "globex"]
+    # a spool folder that is not a tenant folder is skipped and reported, never read
+    (root / "junk").mkdir()
+    (root / "tenant_id=UPPER").mkdir()
+    assert drain_spool(cfg, workers=1).skipped_folders == ["junk", "tenant_id=UPPER"]
