@@ -19,7 +19,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,8 +463,3 @@ def static_server(root: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-    return dst
