@@ -27,13 +27,34 @@ def scan(source: EventSource, window: Window, start: datetime | None, end: datet
             .select("user_key", "timestamp", q=period_expr(period, window.timezone)))
 
 
-def first_time_members(source: EventSource, window: Window, selector: Selector, filters: tuple,
-                       period: str, periods: list[int], end: datetime) -> pl.LazyFrame:
-    """Users whose first-ever selected event (all history before ``end``) falls in ``periods``."""
-    first = (scan(source, window, None, end, selector, filters, period)
-             .group_by("user_key").agg(pl.col("timestamp").min())
-             .with_columns(c=period_expr(period, window.timezone)))
-    return first.filter(pl.col("c").is_between(periods[0], periods[-1])).select("user_key", "c")
+def members_and_returns(source: EventSource, window: Window, start: Selector, ret: Selector,
+                        filters: tuple, period: str, periods: list[int], n: int, *,
+                        first_time: bool) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """``members`` (``user_key``, ``c``) and distinct ``returns`` (``user_key``, ``q``) from
+    one pass over the events."""
+    range_start = period_bounds_utc(window, period, periods[0])[0]
+    range_end = period_bounds_utc(window, period, periods[-1])[1]
+    horizon = period_bounds_utc(window, period, periods[-1] + n)[1]
+    lf = utc_ts(source.events(None if first_time else range_start, horizon))
+    f = filter_expr(filters)
+    if f is not None:
+        lf = lf.filter(f)
+    ts = pl.col("timestamp")
+    # one group-by on (user, period): the cheapest shape found for both inputs
+    pairs = (lf.filter(pl.col("user_key").is_not_null())
+             .with_columns(_s=start.expr() & (ts < range_end), _r=ret.expr() & (ts >= range_start))
+             .filter(pl.col("_s") | pl.col("_r"))
+             .group_by("user_key", period_expr(period, window.timezone).alias("q"))
+             .agg(pl.when(pl.col("_s")).then(ts).min().alias("first"), pl.col("_r").any().alias("ret"))
+             .collect())
+    if first_time:
+        first = pairs.group_by("user_key").agg(pl.col("first").min()).filter(pl.col("first").is_not_null())
+        members = first.select("user_key", c=period_expr(period, window.timezone, "first"))
+    else:
+        members = pairs.filter(pl.col("first").is_not_null()).select("user_key", c=pl.col("q"))
+    members = members.filter(pl.col("c").is_between(periods[0], periods[-1]))
+    returns = pairs.filter(pl.col("ret")).select("user_key", "q")
+    return members.lazy(), returns.lazy()
 
 
 def matrix(window: Window, period: str, periods: list[int], n: int, members: pl.LazyFrame,

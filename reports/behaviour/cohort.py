@@ -14,7 +14,7 @@ from erp.reports.api import EventSource, Filter, Window, filter_expr, parse_filt
 
 from ._common import Selector, check_keys, choice, numeric_expr, parse_int, parse_selector, parse_unit, \
     period_bounds_utc, period_expr, range_periods, utc_ts
-from ._matrix import first_time_members, matrix, scan
+from ._matrix import matrix, members_and_returns
 
 KEYS = ("period", "periods", "cohort_event", "active_event", "value", "unit", "filters")
 VALUE_KEYS = ("property", "event", "per_member")
@@ -64,11 +64,9 @@ class Cohort:
     def compute(self, spec: CohortSpec, source: EventSource, window: Window) -> dict[str, Any]:
         periods = range_periods(window, spec.period)
         range_start = period_bounds_utc(window, spec.period, periods[0])[0]
-        range_end = period_bounds_utc(window, spec.period, periods[-1])[1]
         horizon = period_bounds_utc(window, spec.period, periods[-1] + spec.periods)[1]
-        members = first_time_members(source, window, spec.cohort, spec.filters, spec.period, periods, range_end)
-        active = scan(source, window, range_start, horizon, spec.active, spec.filters, spec.period) \
-            .select("user_key", "q")
+        members, active = members_and_returns(source, window, spec.cohort, spec.active, spec.filters,
+                                              spec.period, periods, spec.periods, first_time=True)
         values = None
         if spec.value is not None:
             lf = utc_ts(source.events(range_start, horizon))

@@ -6,13 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import polars as pl
-
 from erp.reports.api import EventSource, Filter, Window, parse_filters, register
 
-from ._common import PERIODS, Selector, check_keys, choice, parse_int, parse_selector, parse_unit, \
-    period_bounds_utc, range_periods
-from ._matrix import first_time_members, matrix, scan
+from ._common import PERIODS, Selector, check_keys, choice, parse_int, parse_selector, parse_unit, range_periods
+from ._matrix import matrix, members_and_returns
 
 KEYS = ("start_event", "return_event", "period", "periods", "mode", "count", "unit", "filters")
 MODES = ("first_time", "recurring")
@@ -47,17 +44,8 @@ class Retention:
 
     def compute(self, spec: RetentionSpec, source: EventSource, window: Window) -> dict[str, Any]:
         periods = range_periods(window, spec.period)
-        range_start = period_bounds_utc(window, spec.period, periods[0])[0]
-        range_end = period_bounds_utc(window, spec.period, periods[-1])[1]
-        horizon = period_bounds_utc(window, spec.period, periods[-1] + spec.periods)[1]
-        if spec.mode == "first_time":
-            members = first_time_members(source, window, spec.start, spec.filters, spec.period, periods,
-                                         range_end)
-        else:
-            members = scan(source, window, range_start, range_end, spec.start, spec.filters, spec.period) \
-                .select("user_key", c=pl.col("q"))
-        returns = scan(source, window, range_start, horizon, spec.ret, spec.filters, spec.period) \
-            .select("user_key", "q")
+        members, returns = members_and_returns(source, window, spec.start, spec.ret, spec.filters, spec.period,
+                                               periods, spec.periods, first_time=spec.mode == "first_time")
         out: dict[str, Any] = {"period": spec.period, "periods": spec.periods, "mode": spec.mode,
                                "count": spec.count}
         out.update(matrix(window, spec.period, periods, spec.periods, members, returns,
