@@ -196,3 +196,24 @@ def test_demo_end_to_end(tmp_path):
     text = res.stdout
     assert "what the lake holds" in text and "skipped" in text and "acme" in text
     assert read_events(demo_dir / "lake").height == ing["accepted"]
+
+
+def test_a_second_writer_on_the_same_lake_exits_1(clean_env):
+    import fcntl
+
+    tmp = clean_env
+    src = write_ndjson(tmp / "in.ndjson", [event()])
+    lock = tmp / "lake" / "_state" / "ingest.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:  # another erp ingest holds the lake
+        fcntl.flock(held, fcntl.LOCK_EX)
+        res = runner.invoke(app, ["ingest", str(src), "--lake", "lake", "--json", "--workers", "1"])
+        assert res.exit_code == 1, res.output
+        out = json_of(res)
+        assert out["error"] == "LakeError" and "another erp ingest is running" in out["message"]
+        assert "cron" in out["hint"]
+        res = runner.invoke(app, ["compact", "--lake", "lake", "--json"])
+        assert res.exit_code == 1 and json_of(res)["error"] == "LakeError"
+    assert not (tmp / "lake" / "events").exists()
+    res = runner.invoke(app, ["ingest", str(src), "--lake", "lake", "--json", "--workers", "1"])
+    assert res.exit_code == 0 and json_of(res)["accepted"] == 1
