@@ -12,7 +12,7 @@ from erp.core.errors import InputError
 
 
 @command
-def drain(inputs: list[str], *, explicit: bool, lake: str | None, config: Path | None, workers: int | None,
+def drain(inputs: list[str], *, explicit: bool, tenant: str | None, lake: str | None, config: Path | None, workers: int | None,
           fail_on_rejects: bool, json_out: bool) -> None:
     if inputs:
         raise InputError("give inputs or --spool, not both", path=" ".join(inputs)[:200],
@@ -22,7 +22,7 @@ def drain(inputs: list[str], *, explicit: bool, lake: str | None, config: Path |
         raise InputError("no inputs given, and no spool folder to drain", path=cfg.settings.spool,
                          hint="give files, folders, globs, '-' (stdin) or URLs: `erp ingest events.ndjson`; "
                               "or run `erp collect` so the spool exists")
-    result = drain_spool(cfg, workers=workers)
+    result = drain_spool(cfg, workers=workers, tenant=tenant)
     failed = result.failed or (fail_on_rejects and result.rejected > 0)
     if json_out:
         print_json({"ok": not failed, **result.to_dict()})

@@ -54,7 +54,7 @@ def run(
     if spool or not inputs:
         from erp.cli.drain import drain
 
-        drain(inputs or [], explicit=spool, lake=lake, config=config, workers=workers,
+        drain(inputs or [], explicit=spool, tenant=tenant, lake=lake, config=config, workers=workers,
               fail_on_rejects=fail_on_rejects, json_out=json_out)
         return
     _run(inputs, tenant=tenant, lake=lake, config=config, workers=workers,

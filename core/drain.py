@@ -34,6 +34,7 @@ from erp.core.ingest import IngestResult, ingest
 from erp.core.lake import Lake, new_batch_id
 from erp.core.sources import Source
 from erp.core.spool import iter_tenant_dirs, recover, sealed_segments
+from erp.core.tenants import validate_tenant_id
 
 
 @dataclass
@@ -76,9 +77,9 @@ class DrainResult:
 
 
 def drain_spool(cfg: Config, *, workers: int | None = None, now: datetime | None = None,
-                lake: Lake | None = None) -> DrainResult:
-    """Move every sealed spool segment into the lake; delete each segment only
-    after the commit that holds its events."""
+                lake: Lake | None = None, tenant: str | None = None) -> DrainResult:
+    """Move every sealed spool segment (of ``tenant`` only, if given) into the
+    lake; delete each segment only after the commit that holds its events."""
     started = time.perf_counter()
     root = Path(cfg.settings.spool)
     lake = lake or Lake(cfg.settings.lake, cfg.settings.storage_options)
@@ -89,21 +90,25 @@ def drain_spool(cfg: Config, *, workers: int | None = None, now: datetime | None
     if not root.is_dir():
         raise InputError(f"spool folder not found: {root}", path=root,
                          hint="run `erp collect` first, or set `spool:` in erp.yaml (or ERP_SPOOL)")
+    if tenant is not None:
+        validate_tenant_id(tenant)
     result.recovered = len(recover(root))
-    for tenant, folder in iter_tenant_dirs(root):
-        if tenant is None:
+    for name, folder in iter_tenant_dirs(root):
+        if name is None:
             result.skipped_folders.append(folder.name)
             continue
-        events = sealed_segments(root, tenant, "events")
-        rejected = sealed_segments(root, tenant, "rejected")
+        if tenant is not None and name != tenant:
+            continue
+        events = sealed_segments(root, name, "events")
+        rejected = sealed_segments(root, name, "rejected")
         result.segments += len(events) + len(rejected)
         try:
             if events:
-                _drain_events(cfg, tenant, events, lake, result, workers=workers, now=now)
+                _drain_events(cfg, name, events, lake, result, workers=workers, now=now)
             if rejected:
-                _drain_rejected(tenant, rejected, lake, result, now=now)
+                _drain_rejected(name, rejected, lake, result, now=now)
         except ErpError as exc:
-            result.errors.append({"tenant": tenant, "error": type(exc).__name__, "message": exc.message,
+            result.errors.append({"tenant": name, "error": type(exc).__name__, "message": exc.message,
                                   "hint": exc.hint or ""})
     result.seconds = time.perf_counter() - started
     return result

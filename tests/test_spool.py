@@ -242,8 +242,11 @@ def test_drain_is_idempotent_when_a_crash_left_drained_segments_behind(tmp_path:
     saved = tmp_path / "saved"
     shutil.copytree(root, saved)
     cfg = load_config(project, env={}, cwd=project.parent)
-    first = drain_spool(cfg, workers=1)
-    assert (first.accepted, first.rejected_rows, first.deleted) == (40, 2, 4)
+    only_acme = drain_spool(cfg, workers=1, tenant="acme")
+    assert (only_acme.accepted, only_acme.rejected_rows, only_acme.deleted) == (20, 1, 2)
+    assert len(list((root / "tenant_id=globex").glob("*.ndjson"))) == 2
+    rest = drain_spool(cfg, workers=1)
+    assert (rest.accepted, rest.rejected_rows, rest.deleted) == (20, 1, 2)
     assert not list(root.rglob("*.ndjson"))
     shutil.rmtree(root)
     shutil.copytree(saved, root)  # as if the deletes never happened (same names, sizes, mtimes)
