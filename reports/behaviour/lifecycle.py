@@ -11,7 +11,7 @@ import polars as pl
 from erp.reports.api import EventSource, Filter, Window, parse_filters, register
 
 from ._common import PERIODS, Selector, check_keys, choice, parse_selector, parse_unit, period_bounds_utc, \
-    period_expr, period_start, range_periods
+    period_start, range_periods
 from ._matrix import scan
 
 KEYS = ("period", "event", "unit", "filters")
@@ -37,16 +37,15 @@ class Lifecycle:
     def compute(self, spec: LifecycleSpec, source: EventSource, window: Window) -> dict[str, Any]:
         periods = range_periods(window, spec.period)
         first_p, last_p = periods[0], periods[-1]
-        before_start = period_bounds_utc(window, spec.period, first_p - 1)[0]
         end = period_bounds_utc(window, spec.period, last_p)[1]
-        first = (scan(source, window, None, end, spec.active, spec.filters, spec.period)
-                 .group_by("user_key").agg(pl.col("timestamp").min())
-                 .select("user_key", f=period_expr(spec.period, window.timezone)))
-        act = scan(source, window, before_start, end, spec.active, spec.filters, spec.period) \
+        # one pass: every (user, period) with activity over all history before the end
+        pairs = scan(source, window, None, end, spec.active, spec.filters, spec.period) \
             .select("user_key", "q").unique().collect()
+        first = pairs.group_by("user_key").agg(f=pl.col("q").min())
+        act = pairs.filter(pl.col("q") >= first_p - 1)
         prev = act.select("user_key", q=pl.col("q") + 1, was=pl.lit(True))
         cur = act.filter(pl.col("q") >= first_p).join(prev, on=["user_key", "q"], how="left") \
-            .join(first.collect(), on="user_key", how="left") \
+            .join(first, on="user_key", how="left") \
             .with_columns(was=pl.col("was").fill_null(False))
         stats = cur.group_by("q").agg(
             active=pl.len(),
