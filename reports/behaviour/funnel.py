@@ -162,7 +162,9 @@ def match_attempts(spec: FunnelSpec, source: EventSource, window: Window) -> pl.
     step_types = sorted({t for st in spec.steps for t in (st.selector.types or ())})
     type_rank = pl.col("event_type").replace_strict(step_types, list(range(len(step_types))),
                                                     default=len(step_types), return_dtype=pl.Int32)
-    cols = [pl.col(key).alias("key"), pl.col("timestamp").cast(pl.Datetime("us", "UTC"))]
+    # keys as integer codes (a 1:1 mapping): cheaper to hash in the joins and group-bys
+    cols = [pl.col(key).cast(pl.Categorical).to_physical().alias("key"),
+            pl.col("timestamp").cast(pl.Datetime("us", "UTC"))]
     sort_by = ["timestamp", "minstep", "type_rank"]
     distinguish = spec.breakdown is not None or any(st.selector.filters for st in spec.steps) \
         or any(ex.selector.filters for ex in spec.exclusions)
