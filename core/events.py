@@ -234,8 +234,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def format_us(us: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=timezone.utc).fromtimestamp(us / _US, tz=timezone.utc)
-            .isoformat().replace("+00:00", "Z"))
+    """Epoch microseconds as ISO-8601 UTC text; instants outside years 1-9999
+    (an epoch-ms timestamp can be anywhere) as the raw number."""
+    try:
+        return (datetime.fromtimestamp(us / _US, tz=timezone.utc)
+                .isoformat().replace("+00:00", "Z"))
+    except (ValueError, OverflowError, OSError):
+        return f"{us} µs after 1970-01-01T00:00:00Z"
 
 
 # --- the parser -------------------------------------------------------------------
