@@ -125,7 +125,7 @@ def _summarise(parts: list[dict], workload: str, batch: int) -> dict:
 
 
 def load_main(argv: list[str]) -> None:
-    port, workload, seconds, conns, rate, batch = argv
+    port, workload, seconds, conns, rate, batch, out = argv
     try:
         import uvloop
 
@@ -133,7 +133,7 @@ def load_main(argv: list[str]) -> None:
     except ImportError:
         pass
     res = asyncio.run(_load(int(port), workload, float(seconds), int(conns), float(rate), int(batch)))
-    print(json.dumps(res))
+    Path(out).write_text(json.dumps(res))  # a file: the event loop may leave stdout non-blocking
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -190,16 +190,16 @@ def _run_one(workdir: Path, sync: str, workload: str, args: argparse.Namespace) 
     try:
         rate = args.rate if workload == "rate" else 0
         cpu0 = _cpu_seconds(proc.pid)
+        outs = [base / f"load-{k}.json" for k in range(args.load_procs)]
         procs = [subprocess.Popen([sys.executable, __file__, "--load", str(port), workload, str(args.seconds),
                                    str(args.connections // args.load_procs), str(rate / args.load_procs),
-                                   str(args.batch)], stdout=subprocess.PIPE, text=True)
-                 for _ in range(args.load_procs)]
+                                   str(args.batch), str(out)])
+                 for out in outs]
         parts = []
-        for lp in procs:
-            out, _ = lp.communicate()
-            if lp.returncode != 0:
+        for lp, out in zip(procs, outs):
+            if lp.wait() != 0:
                 raise SystemExit(f"load process failed ({lp.returncode})")
-            parts.append(json.loads(out))
+            parts.append(json.loads(out.read_text()))
         res = _summarise(parts, workload, args.batch)
         cpu = _cpu_seconds(proc.pid) - cpu0
         res["server_cpu_us_per_request"] = cpu / max(1, res["requests"]) * 1e6
