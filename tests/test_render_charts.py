@@ -139,3 +139,28 @@ def test_every_theme_passes_wcag_aa():
         for fg, bg, minimum in CONTRAST_PAIRS:
             assert contrast(palette[fg], palette[bg]) >= minimum, (name, fg, bg)
     assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+
+
+@pytest.mark.parametrize("kind", ["line", "area", "bar"])
+@pytest.mark.parametrize("n", [1, 2, 7, 62])
+def test_every_point_sits_inside_its_own_hover_target(kind, n):
+    c = charts.time_chart([f"b{i}" for i in range(n)], [0], ["b0"], [False] * n,
+                          [charts.SeriesIn("x", [i % 5 for i in range(n)])], kind=kind)
+    hits = _shapes(c, "hit")
+    assert [h.tip for h in hits] == [f"b{i}" for i in range(n)]
+    centres = ([d.attrs["cx"] for d in _shapes(c, "dot")] if kind != "bar"
+               else [b.attrs["x"] + b.attrs["width"] / 2 for b in _shapes(c, "bar")])
+    assert len(centres) == n
+    for i, (h, x) in enumerate(zip(hits, centres)):
+        left, right = h.attrs["x"], h.attrs["x"] + h.attrs["width"]
+        assert left < x < right, (i, left, x, right)  # strictly inside, edges included
+        if i:
+            prev = hits[i - 1].attrs
+            assert prev["x"] + prev["width"] <= left + 0.1  # targets do not overlap
+        assert 0 <= left and right <= c.width
+
+
+def test_points_on_the_plot_edges_are_inside_their_targets_vertically():
+    c = charts.time_chart(["a", "b", "c"], [0], ["a"], [False] * 3, [charts.SeriesIn("x", [0, 2, 5])])
+    for dot, hit in zip(_shapes(c, "dot"), _shapes(c, "hit")):
+        assert hit.attrs["y"] < dot.attrs["cy"] < hit.attrs["y"] + hit.attrs["height"]

@@ -165,15 +165,18 @@ def time_chart(labels: Sequence[str], tick_indexes: Sequence[int], tick_texts: S
     # hover / focus targets. Up to HIT_LIMIT buckets: one transparent column each, with
     # its tooltip as an SVG <title> (works without JavaScript). More: one area whose
     # data-* geometry lets the script find the bucket and read its row of the data table.
+    # Each bucket owns the band centred on its point (bars: its slot), so a point at the
+    # plot's edge is inside its own target; bands may reach into the margins.
+    step = band if kind == "bar" else (plot_w / (n - 1) if n > 1 else plot_w)
+    pad = 6  # targets reach a little above and below the plot: a point on its edge is inside
     if n > HIT_LIMIT:
-        chart.add("rect", x=left, y=top, width=plot_w, height=plot_h, class_="hits", data_n=n,
-                  data_kind="bar" if kind == "bar" else "line")
+        chart.add("rect", x=xs[0] - step / 2, y=top - pad, width=step * n, height=plot_h + 2 * pad,
+                  class_="hits", data_n=n)
         return chart
-    for i in range(n):
-        x0 = left + band * i if kind == "bar" else (xs[i] - (plot_w / max(1, n - 1)) / 2 if n > 1 else left)
-        wdt = band if kind == "bar" else (plot_w / max(1, n - 1) if n > 1 else plot_w)
-        chart.add("rect", tip=tips[i] if tips else labels[i], x=max(left, x0), y=top,
-                  width=min(wdt, W - right - max(left, x0)), height=plot_h, class_="hit", data_i=i)
+    for i in range(n):  # rounded edges first, so neighbouring targets meet exactly
+        x0, x1 = round(max(0.0, xs[i] - step / 2), 1), round(min(float(W), xs[i] + step / 2), 1)
+        chart.add("rect", tip=tips[i] if tips else labels[i], x=x0, y=top - pad, width=round(x1 - x0, 1),
+                  height=plot_h + 2 * pad, class_="hit", data_i=i)
     return chart
 
 

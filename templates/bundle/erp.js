@@ -41,7 +41,7 @@
     var a = area(svg), box;
     if (a) {
       var n = +a.getAttribute("data-n"), bx = +a.getAttribute("x"), bw = +a.getAttribute("width");
-      var cx = a.getAttribute("data-kind") === "bar" ? bx + bw * (i + 0.5) / n : bx + (n > 1 ? bw * i / (n - 1) : bw / 2);
+      var cx = bx + bw * (i + 0.5) / n;  // n equal bands, each centred on its bucket
       guide = doc.createElementNS(svg.namespaceURI, "line");
       guide.setAttribute("class", "guide"); guide.setAttribute("x1", cx); guide.setAttribute("x2", cx);
       guide.setAttribute("y1", a.getAttribute("y")); guide.setAttribute("y2", +a.getAttribute("y") + +a.getAttribute("height"));
@@ -68,7 +68,7 @@
       show(svg, Array.prototype.indexOf.call(svg.querySelectorAll("[data-tip]"), t), e.clientX, e.clientY);
     } else if (t.classList.contains("hits")) {
       var n = +t.getAttribute("data-n"), r = t.getBoundingClientRect(), f = (e.clientX - r.left) / r.width;
-      var i = t.getAttribute("data-kind") === "bar" ? Math.floor(f * n) : Math.round(f * (n - 1));
+      var i = Math.floor(f * n);
       show(svg, Math.max(0, Math.min(n - 1, i)), e.clientX, e.clientY);
     } else if (t.classList.contains("guide")) {
       /* keep the tooltip */
