@@ -614,9 +614,6 @@ def test_keyboard_focus_reaches_every_chart(bundle: Bundle, open_watched: Callab
     watch.assert_clean()
 
 
-@pytest.mark.xfail(strict=True, reason="known renderer bug: a line chart's hover rectangles start and end at the "
-                   "plot edges, where the first and last dots sit, so the centre of those dots shows no tooltip "
-                   "(reports/render/charts.py time_chart; the first rectangle also keeps its unclamped width)")
 def test_hovering_a_data_point_shows_its_value(built: Path, open_watched: Callable) -> None:
     page, watch = open_watched((built / "dist" / "acme" / "overview" / "index.html").as_uri())
     expected = acme_expected()["daily"]["columns"]["Page views"]
