@@ -11,6 +11,9 @@ import msgspec
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Scalar = str | Int64
+#: Epoch milliseconds within the years 1-9999 (what ISO-8601 text can say too).
+EpochMs = Annotated[int, msgspec.Meta(ge=-62_135_596_800_000, le=253_402_300_799_999)]
+Time = str | EpochMs
 
 
 class NativeEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -19,8 +22,8 @@ class NativeEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     event_type: str
     event_id: str | None = None
     tenant_id: str | None = None
-    timestamp: Scalar | None = None
-    sent_at: Scalar | None = None
+    timestamp: Time | None = None
+    sent_at: Time | None = None
     user_id: Scalar | None = None
     anonymous_id: Scalar | None = None
     session_id: Scalar | None = None
@@ -30,14 +33,14 @@ class NativeEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
 class NativeBatch(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
-    sent_at: Scalar | None = None
+    sent_at: Time | None = None
 
 
 class NativeBatchDoc(msgspec.Struct, forbid_unknown_fields=True):
     """The batch envelope, for the API description."""
 
     events: list[NativeEvent]
-    sent_at: Scalar | None = None
+    sent_at: Time | None = None
 
 
 class SegmentMessage(msgspec.Struct):
@@ -47,9 +50,9 @@ class SegmentMessage(msgspec.Struct):
     name: str | None = None
     userId: Scalar | None = None
     anonymousId: Scalar | None = None
-    timestamp: Scalar | None = None
-    originalTimestamp: Scalar | None = None
-    sentAt: Scalar | None = None
+    timestamp: Time | None = None
+    originalTimestamp: Time | None = None
+    sentAt: Time | None = None
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
@@ -58,14 +61,14 @@ class SegmentMessage(msgspec.Struct):
 
 class SegmentBatch(msgspec.Struct):
     batch: list[msgspec.Raw]
-    sentAt: Scalar | None = None
+    sentAt: Time | None = None
     writeKey: str | None = None
     context: dict[str, Any] | None = None
 
 
 class SegmentBatchDoc(msgspec.Struct):
     batch: list[SegmentMessage]
-    sentAt: Scalar | None = None
+    sentAt: Time | None = None
     writeKey: str | None = None
     context: dict[str, Any] | None = None
 
@@ -74,7 +77,7 @@ class PostHogEvent(msgspec.Struct):
     event: str
     distinct_id: Scalar | None = None
     properties: dict[str, Any] | None = None
-    timestamp: Scalar | None = None
+    timestamp: Time | None = None
     uuid: str | None = None
     api_key: str | None = None
     token: str | None = None
@@ -85,10 +88,10 @@ class PostHogBatch(msgspec.Struct):
     batch: list[msgspec.Raw]
     api_key: str | None = None
     token: str | None = None
-    sent_at: Scalar | None = None
+    sent_at: Time | None = None
 
 
 class PostHogBatchDoc(msgspec.Struct):
     batch: list[PostHogEvent]
     api_key: str | None = None
-    sent_at: Scalar | None = None
+    sent_at: Time | None = None
