@@ -5,7 +5,6 @@ CI=true) without chromium or Playwright."""
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 from pathlib import Path

@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from erp.core.config import shipped
 from erp.core.errors import ConfigError
+from erp.reports.render import behaviour_views  # noqa: F401  (registers funnel, retention, …)
 from erp.reports.render import theme as themes
 from erp.reports.render.charts import svg_markup
 from erp.reports.render.views import VIEWS, View, range_text, rows_markup, widget_view
