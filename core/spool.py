@@ -66,6 +66,8 @@ class SpoolSettings:
     """An open segment is sealed once it is this old (so ``erp ingest`` sees recent events)."""
     sync: str = "group"
     """``group`` (adaptive group commit) or ``request`` (one sync per request: the slow baseline)."""
+    max_queued_bytes: int = 256 * 1024 * 1024
+    """Bytes waiting for the disk beyond which new appends are refused (503) instead of buffered."""
 
     def __post_init__(self) -> None:
         if self.sync not in ("group", "request"):
@@ -147,6 +149,7 @@ class Spool:
         self.settings = settings or SpoolSettings()
         self.stats = SpoolStats()
         self._queue: list[_Append] = []
+        self._queued_bytes = 0
         self._cond = threading.Condition()
         self._open: dict[tuple[str, str], _Segment] = {}
         self._seq = itertools.count()
@@ -185,8 +188,12 @@ class Spool:
         assert item.future is not None
         if not item.parts:
             item.future.set_result(None)
-        elif not self._enqueue(item):
-            item.future.set_exception(self._not_running())
+            return item.future
+        try:
+            if not self._enqueue(item):
+                item.future.set_exception(self._not_running())
+        except SpoolUnavailable as exc:
+            item.future.set_exception(exc)
         return item.future
 
     def _parts(self, tenant: str, events: bytes, rejected: bytes) -> dict[str, bytes]:
@@ -194,9 +201,15 @@ class Spool:
         return {k: v for k, v in (("events", events), ("rejected", rejected)) if v}
 
     def _enqueue(self, item: _Append) -> bool:
+        size = sum(len(v) for v in item.parts.values())
         with self._cond:
             if self._closing or self._thread is None:
                 return False
+            if self._queued_bytes and self._queued_bytes + size > self.settings.max_queued_bytes:
+                raise SpoolUnavailable(
+                    f"the spool disk is behind: {self._queued_bytes:,} bytes are waiting to be written",
+                    path=self.root, hint="retry after a moment; if it persists the disk is too slow or failing")
+            self._queued_bytes += size
             self._queue.append(item)
             self._cond.notify()
         return True
@@ -229,6 +242,7 @@ class Spool:
                     if not self._cond.wait(timeout=tick):
                         break
                 batch, self._queue = self._queue, []
+                self._queued_bytes = 0
                 closing = self._closing
             if batch:
                 try:

@@ -260,3 +260,21 @@ def test_drain_is_idempotent_when_a_crash_left_drained_segments_behind(tmp_path:
     (root / "junk").mkdir()
     (root / "tenant_id=UPPER").mkdir()
     assert drain_spool(cfg, workers=1).skipped_folders == ["junk", "tenant_id=UPPER"]
+
+
+def test_a_slow_disk_refuses_new_appends_instead_of_buffering_them(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "spool", SpoolSettings(max_queued_bytes=10_000))
+    sp.start()
+    try:
+        with sp._cond:  # hold the writer back, as a disk that does not answer would
+            futs = [sp.submit("acme", rec(i, pad=900)) for i in range(30)]
+        refused = [f for f in futs if f.done() and isinstance(f.exception(), SpoolUnavailable)]
+        assert 15 <= len(refused) < 30  # ~10 kB of ~1 kB records were queued, the rest refused at once
+        assert "behind" in refused[0].exception().message
+        wait(futs, timeout=30)
+        ok = [f for f in futs if f.exception() is None]
+        assert len(ok) == 30 - len(refused)
+        sp.append("acme", rec(99))  # the backlog is written: appends are taken again
+    finally:
+        sp.close()
+    assert len(lines_of(tmp_path / "spool", "acme")) == 30 - len(refused) + 1
