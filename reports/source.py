@@ -62,9 +62,8 @@ class LakeSource:
 
     def events(self, start_utc: datetime | None, end_utc: datetime | None,
                columns: Iterable[str] | None = None) -> pl.LazyFrame:
+        # only the UTC date partitions the range touches (one day of padding each side)
         days = None if start_utc is None or end_utc is None else _days(start_utc, end_utc, 1)
-        if days is not None and start_utc is None:
-            days = None
         lf = self._scan(self._paths(days))
         if columns is not None:
             want = set(columns) | {"timestamp", "user_id", "anonymous_id"}
