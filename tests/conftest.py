@@ -145,3 +145,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(k)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Any:
+    """One headless Chromium for the whole run: Playwright's sync API allows one
+    running instance per thread, so every browser test shares this one."""
+    from browser import launch, start_playwright
+
+    playwright = start_playwright()
+    try:
+        chromium = launch(playwright)
+    except BaseException:
+        playwright.stop()
+        raise
+    yield chromium
+    chromium.close()
+    playwright.stop()

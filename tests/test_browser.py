@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 from browser import (
-    MESSAGE_RECORDER, chart_text_px, contrast, embed_snippet, event_handler_attributes, horizontal_overflow, launch,
-    luminance, number, open_details, open_page, page_colors, screenshot, shows, start_playwright,
+    MESSAGE_RECORDER, chart_text_px, contrast, embed_snippet, event_handler_attributes, horizontal_overflow,
+    luminance, number, open_details, open_page, page_colors, screenshot, shows,
     static_server, tab_stops, watched_context, widgets, write_host_page,
 )
 
@@ -350,19 +350,6 @@ def bundle(request: pytest.FixtureRequest, built: Path) -> Bundle:
 
 
 # --- the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def browser() -> Any:
-    playwright = start_playwright()
-    try:
-        chromium = launch(playwright)
-    except Exception:
-        playwright.stop()
-        raise
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture

@@ -8,25 +8,13 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 
-from browser import launch, start_playwright, watched_context
+from browser import watched_context
 from erp.reports.render.bundle import render_bundle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    pw = start_playwright()
-    b = launch(pw)
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
 
 
 def write(folder: Path, report: dict[str, Any]) -> Path:
