@@ -10,7 +10,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-
 from browser import watched_context
 from erp.reports.render.bundle import render_bundle
 
