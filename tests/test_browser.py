@@ -575,8 +575,6 @@ def test_csv_and_png_downloads_work_offline(built: Path, open_watched: Callable)
 MIN_CHART_TEXT_PX = 9
 
 
-@pytest.mark.xfail(strict=True, reason="known renderer weakness: at 320 px the SVG charts scale down as a whole, "
-                   "so axis labels and heatmap cells render at about 5-7 px")
 def test_chart_text_stays_readable_at_320px(bundle: Bundle, open_watched: Callable) -> None:
     page, watch = open_watched(bundle.url, viewport={"width": 320, "height": 640})
     sizes = chart_text_px(page)
