@@ -188,3 +188,42 @@ def test_a_damaged_file_is_exit_1_naming_it_and_nothing_changes(tmp_path):
     out = json.loads(res.stdout)
     assert out["error"] == "LakeError" and victim.name in out["message"] and "backup" in out["hint"]
     assert set(lake_files(lake, "events")) == files  # no partition was swapped
+
+
+def test_kill_9_during_compaction_leaves_one_complete_generation(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = make_config(tmp_path)
+    lake = tmp_path / "lake"
+    n = small_batches(tmp_path, cfg, batches=4, days=10, per_day=2)
+    before = full_frame(lake)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERP_")}
+
+    def compact_proc():
+        return subprocess.Popen([sys.executable, "-m", "erp.cli.main", "compact", "--lake", str(lake), "--json"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def swapped() -> bool:
+        return any("-compact-" in f.name for f in (lake / "events").rglob("*.parquet"))
+
+    def staged() -> bool:
+        return (lake / "_staging").exists() and any((lake / "_staging").rglob("*.parquet"))
+
+    for moment in (staged, swapped):
+        proc = compact_proc()
+        while proc.poll() is None and not moment():
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, "compaction ended before the chosen moment"
+        # whatever moment it died at, every partition holds exactly one generation
+        assert full_frame(lake).equals(before)
+    proc = compact_proc()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert full_frame(lake).equals(before) and full_frame(lake).height == n
+    assert set(files_per_partition(lake).values()) == {1}
+    assert no_leftovers(lake)
