@@ -183,7 +183,7 @@ def _times(col: pl.Series) -> pl.Series:
         pl.when(pl.col("numeric"))
         .then(pl.when((pl.col("ms").abs() >= 1e11) | (pl.col("ms") == 0)).then((pl.col("ms") * 1000).round(0)))
         .otherwise(pl.coalesce(pl.col("a").dt.epoch("us"), pl.col("b").dt.epoch("us")).cast(pl.Float64))
-        .cast(pl.Int64)
+        .cast(pl.Int64, strict=False)  # beyond Int64 (an absurd epoch): null, decided below
     ).to_series()
     # forms the vectorized parser does not know (rare): the reference parser decides
     missing = (us.is_null() & col.is_not_null()).arg_true()
@@ -192,9 +192,11 @@ def _times(col: pl.Series) -> pl.Series:
         for idx in missing.to_list():
             v = col[idx]
             try:
-                vals[idx] = parse_time(float(v) if numeric[idx] else v)
-            except ValueError:
-                vals[idx] = None
+                us_ = parse_time(float(v) if numeric[idx] else v)
+            except (ValueError, OverflowError):
+                us_ = None
+            # outside Int64 microseconds (an absurd epoch): unparseable here; diagnose says why
+            vals[idx] = us_ if us_ is None or -(2**63) <= us_ < 2**63 else None
         us = pl.Series(col.name, vals, dtype=pl.Int64)
     return us.rename(col.name)
 
