@@ -325,11 +325,14 @@ def load_config(config_file: str | Path | None = None, *, flags: Mapping[str, An
     cwd = Path.cwd() if cwd is None else cwd
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
 
+    project = find_project_file(cwd, env, config_file)
     shipped = _shipped_defaults_path()
     data, lines = _read_yaml(shipped)
-    layers = [_Layer(data or {}, "shipped defaults (erp/config/erp.yaml)", lines, cwd)]
+    # the defaults' relative paths (lake, tenants.yaml, schemas/) sit beside the
+    # project file when there is one, else in the working directory
+    home = project.parent.resolve() if project is not None else cwd
+    layers = [_Layer(data or {}, "shipped defaults (erp/config/erp.yaml)", lines, home)]
 
-    project = find_project_file(cwd, env, config_file)
     if project is not None:
         pdata, plines = _read_yaml(project)
         if pdata is None:

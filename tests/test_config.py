@@ -86,6 +86,21 @@ def test_relative_paths_resolve_against_the_file_that_sets_them(tmp_path):
     assert load(other, config=project).settings.lake == "s3://bucket/prefix"
 
 
+def test_defaults_the_project_file_leaves_unset_sit_beside_it(tmp_path):
+    # erp.yaml sets only the lake; tenants.yaml, schemas/ and reports/ are found next to it,
+    # not in whatever directory cron happens to run in
+    project = write(tmp_path / "proj" / "erp.yaml", "lake: lake\n")
+    write(tmp_path / "proj" / "tenants.yaml", "tenants:\n  - tenant_id: acme\n")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    cfg = load(other, config=project)
+    assert list(cfg.tenants) == ["acme"]
+    assert cfg.settings.tenants_file == str(tmp_path / "proj" / "tenants.yaml")
+    assert cfg.settings.reports_dir == str(tmp_path / "proj" / "reports")
+    # without a project file they stay relative to the working directory
+    assert load(other).settings.tenants_file == str(other / "tenants.yaml")
+
+
 def test_erp_config_env_names_the_project_file(tmp_path):
     project = write(tmp_path / "conf" / "prod.yaml", "ingest:\n  workers: 1\n")
     cfg = load(tmp_path, env={"ERP_CONFIG": str(project)})
