@@ -187,6 +187,19 @@ def test_demo_end_to_end(tmp_path):
     assert ing["accepted"] + ing["rejected"] + ing["duplicates"] + ing["blank"] == ing["lines"]
     assert lake["events"] == ing["accepted"] == read_events(demo_dir / "lake").height
     assert len([t for t, c in lake["tenants"].items() if c["events"]]) >= 3
+    # rolled up and built: one bundle per tenant with events and shipped report
+    assert out["rollup"]["partitions_rebuilt"] == out["rollup"]["partitions_checked"] > 0
+    tenants = {t for t, c in lake["tenants"].items() if c["events"]}
+    bundles = {(b["tenant_id"], b["report_id"]) for b in out["reports"]["bundles"]}
+    assert bundles == {(t, r) for t in tenants for r in ("traffic", "conversion", "engagement")}
+    for t, r in bundles:
+        bundle = demo_dir / "dist" / t / r
+        data = json.loads((bundle / "data.json").read_text())
+        assert data["tenant_id"] == t and data["widgets"]
+        page = (bundle / "index.html").read_text()
+        for w in data["widgets"]:  # every widget of the report is on its page
+            assert f'data-widget-id="{w["widget_id"]}"' in page, (t, r, w["widget_id"])
+    assert (demo_dir / "dist" / "index.html").is_file() and (demo_dir / "dist" / "manifest.json").is_file()
     # nothing outside --dir
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
 
@@ -196,6 +209,7 @@ def test_demo_end_to_end(tmp_path):
     text = res.stdout
     assert "what the lake holds" in text and "skipped" in text and "acme" in text
     assert read_events(demo_dir / "lake").height == ing["accepted"]
+    assert "bundles in" in text and "0 file(s) written" in text  # nothing changed, nothing rewritten
 
 
 def test_a_second_writer_on_the_same_lake_exits_1(clean_env):
