@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 
 from erp.core.config import Config, load_config
-from erp.core.errors import ErpError
+from erp.core.errors import ConfigError, ErpError
 
 EXIT_OK, EXIT_USER, EXIT_INTERNAL = 0, 1, 2
 
@@ -99,3 +100,14 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def parse_now(raw: str | None) -> datetime:
+    """``--now``: an ISO-8601 instant (UTC when it has no offset); the current time when absent."""
+    if raw is None:
+        return datetime.now(timezone.utc)
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--now: {raw!r} is not an ISO-8601 instant, e.g. 2026-09-30T12:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

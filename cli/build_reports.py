@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, command, escape, human_bytes, load, out, print_json
+from erp.cli._common import (
+    ConfigOpt, JsonOpt, LakeOpt, command, escape, human_bytes, load, out, parse_now, print_json,
+)
 from erp.core.errors import ConfigError
 from erp.reports.definitions import parse_date
 from erp.reports.render.build import BuildResult, build_reports
@@ -64,21 +65,11 @@ def _run(out_dir: Path, *, tenant: list[str] | None, report: list[str] | None, s
     result = build_reports(cfg, out_dir, tenants=tenant or None, reports=report or None,
                            since=parse_date(since, "--since") if since else None,
                            until=parse_date(until, "--until") if until else None,
-                           now=_now(now), options=Options(theme=theme, transparent=transparent))
+                           now=parse_now(now), options=Options(theme=theme, transparent=transparent))
     if json_out:
         print_json({"ok": True, **result.to_dict()})
     else:
         render(result)
-
-
-def _now(raw: str | None) -> datetime:
-    if raw is None:
-        return datetime.now(timezone.utc)
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--now: {raw!r} is not an ISO-8601 instant, e.g. 2026-09-30T12:00:00Z") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def render(result: BuildResult) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, load, out, print_json
-from erp.core.errors import ConfigError, TenantError
+from erp.cli._common import (
+    ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, load, out, parse_now, print_json,
+)
+from erp.core.errors import TenantError
 from erp.reports.definitions import get_report, load_reports, parse_date, reports_folder
 from erp.reports.engine import compute_report
 
@@ -45,7 +46,7 @@ def _run(report_id: str, *, tenant: str | None, since: str | None, until: str | 
         raise TenantError("--tenant is required", hint=f"erp report {report_id} --tenant acme")
     cfg = load(config, lake=lake)
     report = get_report(load_reports(reports_folder(cfg)), report_id)
-    at = _now(now)
+    at = parse_now(now)
     data = compute_report(cfg, None, report, tenant,
                           parse_date(since, "--since") if since else None,
                           parse_date(until, "--until") if until else None, at)
@@ -53,16 +54,6 @@ def _run(report_id: str, *, tenant: str | None, since: str | None, until: str | 
         print_json(data)
         return
     render(data)
-
-
-def _now(raw: str | None) -> datetime:
-    if raw is None:
-        return datetime.now(timezone.utc)
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--now: {raw!r} is not an ISO-8601 instant, e.g. 2026-09-30T12:00:00Z") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _fmt(v: Any) -> str:
