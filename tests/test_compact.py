@@ -207,11 +207,19 @@ def test_kill_9_during_compaction_leaves_one_complete_generation(tmp_path):
         return subprocess.Popen([sys.executable, "-m", "erp.cli.main", "compact", "--lake", str(lake), "--json"],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+    def scan(root: Path, hit) -> bool:
+        # compaction creates and removes folders while we look: a folder gone
+        # mid-walk only means the moment has not come (or has passed) yet
+        try:
+            return root.exists() and any(hit(f) for f in root.rglob("*.parquet"))
+        except FileNotFoundError:
+            return False
+
     def swapped() -> bool:
-        return any("-compact-" in f.name for f in (lake / "events").rglob("*.parquet"))
+        return scan(lake / "events", lambda f: "-compact-" in f.name)
 
     def staged() -> bool:
-        return (lake / "_staging").exists() and any((lake / "_staging").rglob("*.parquet"))
+        return scan(lake / "_staging", lambda f: True)
 
     for moment in (staged, swapped):
         proc = compact_proc()
