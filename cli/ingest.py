@@ -26,6 +26,11 @@ is safe: finished files are skipped, and no event is stored twice.
 
 Example: `erp ingest logs/ --tenant acme`
 
+`--rescan` reads the inputs again from the start although the input ledger
+says they are done, e.g. after adding a tenant to tenants.yaml or raising a
+storage_quota: lines rejected the first time land now, and events already
+stored are skipped as duplicates.
+
 With `--spool` (or with no inputs when the spool folder from erp.yaml exists)
 the sealed segments of `erp collect`'s spool are ingested, each deleted only
 after its events are committed: `erp ingest --spool`.
@@ -49,6 +54,8 @@ def run(
         "--fail-on-rejects", help="Exit 1 if any line was rejected.")] = False,
     spool: Annotated[bool, typer.Option(
         "--spool", help="Drain the sealed segments of the collector's spool (erp.yaml `spool:`).")] = False,
+    rescan: Annotated[bool, typer.Option(
+        "--rescan", help="Read inputs again even if the ledger says they are done (no duplicates).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     if spool or not inputs:
@@ -58,12 +65,12 @@ def run(
               fail_on_rejects=fail_on_rejects, json_out=json_out)
         return
     _run(inputs, tenant=tenant, lake=lake, config=config, workers=workers,
-         fail_on_rejects=fail_on_rejects, json_out=json_out)
+         fail_on_rejects=fail_on_rejects, rescan=rescan, json_out=json_out)
 
 
 @command
 def _run(inputs: list[str], *, tenant: str | None, lake: str | None, config: Path | None,
-         workers: int | None, fail_on_rejects: bool, json_out: bool) -> None:
+         workers: int | None, fail_on_rejects: bool, rescan: bool, json_out: bool) -> None:
     cfg = load(config, lake=lake)
     sources = expand_inputs(inputs, stdin=sys.stdin.buffer, storage_options=cfg.settings.storage_options)
     show_progress = not json_out and out.is_terminal
@@ -73,10 +80,10 @@ def _run(inputs: list[str], *, tenant: str | None, lake: str | None, config: Pat
                       TextColumn("{task.fields[lines]:,} lines"), TimeRemainingColumn(),
                       console=out, transient=True) as bar:
             task = bar.add_task("ingest", total=total, lines=0)
-            result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources,
+            result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources, rescan=rescan,
                             progress=lambda b, n: bar.update(task, completed=b, lines=n))
     else:
-        result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources)
+        result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources, rescan=rescan)
     failed = bool(result.failed_sources) or (fail_on_rejects and result.rejected > 0)
     if json_out:
         print_json({"ok": not failed, **result.to_dict()})

@@ -111,6 +111,10 @@ def diagnose(ctx: ParseContext, source: str, line_no: int, raw: bytes) -> Reject
         elif ctx.known_tenants is not None and tenant not in ctx.known_tenants:
             reasons.append(Reason("unknown_tenant", f"tenant {tenant!r} is not in tenants.yaml",
                                   field="tenant_id"))
+        elif tenant in ctx.over_quota:
+            reasons.append(Reason("quota_exceeded", f"tenant {tenant!r} has reached its storage_quota; "
+                                  "raise it in tenants.yaml or lower retention_days, then ingest "
+                                  "this file again", field="tenant_id"))
     # A line is filed under the tenant it names only when that tenant may receive
     # it: a mismatch stays with the input's tenant (--tenant), an unknown tenant
     # goes to _invalid, so no input can create or fill another tenant's folder.

@@ -98,6 +98,8 @@ class ParseContext:
     skew_threshold_us: int = 60 * _US
     future_tolerance_us: int = 86_400 * _US
     earliest_us: int = 946_684_800 * _US  # 2000-01-01T00:00:00Z
+    #: tenants whose stored events had reached their storage_quota when the run began
+    over_quota: frozenset[str] = frozenset()
 
     def rules(self, tenant: str) -> TenantRules:
         return self.tenant_rules.get(tenant, self.default_rules)

@@ -115,7 +115,27 @@ class _Pending:
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
 
 
-def build_context(cfg: Config, *, batch_id: str, now_us: int, tenant: str | None) -> ParseContext:
+def over_quota(cfg: Config, lake: Lake) -> frozenset[str]:
+    """Tenants whose stored event files already take their ``storage_quota`` (a tenant
+    not in tenants.yaml has ``defaults.storage_quota``). The quota is soft: it is
+    checked when a run begins, so one run may go past it; later runs reject."""
+    quotas = {t.tenant_id: t.storage_quota for t in cfg.tenants.values() if t.storage_quota is not None}
+    default = cfg.settings.defaults.storage_quota
+    if not quotas and default is None:
+        return frozenset()
+    used: dict[str, int] = {}
+    for t, day in lake.event_partitions():
+        limit = quotas.get(t, default if t not in cfg.tenants else None)
+        if limit is None or used.get(t, 0) >= limit:
+            continue
+        for f in lake.list_files(lake.events_dir(t, day), ".parquet"):
+            used[t] = used.get(t, 0) + lake.fs.size(f)
+    return frozenset(t for t, n in used.items()
+                     if n >= quotas.get(t, default if t not in cfg.tenants else None))  # type: ignore[operator]
+
+
+def build_context(cfg: Config, *, batch_id: str, now_us: int, tenant: str | None,
+                  full: frozenset[str] = frozenset()) -> ParseContext:
     s = cfg.settings
     rules = {t.tenant_id: TenantRules(t.retention_days, t.anonymize_ip) for t in cfg.tenants.values()}
     return ParseContext(
@@ -126,16 +146,19 @@ def build_context(cfg: Config, *, batch_id: str, now_us: int, tenant: str | None
         schemas=dict(cfg.schemas), max_line_bytes=s.ingest.max_line_bytes,
         skew_threshold_us=int(s.ingest.skew_threshold_seconds * _US),
         future_tolerance_us=int(s.ingest.future_tolerance_seconds * _US),
+        over_quota=full,
     )
 
 
 def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: Lake | None = None,
            now: datetime | None = None, workers: int | None = None, stdin: IO[bytes] | None = None,
            progress: ProgressFn | None = None, executor: Executor | None = None,
-           sources: list[Source] | None = None) -> IngestResult:
+           sources: list[Source] | None = None, rescan: bool = False) -> IngestResult:
     """Ingest ``inputs`` (paths, folders, globs, '-', URLs) into the lake.
 
     ``now`` fixes the ingest clock (received_at, retention, future checks).
+    ``rescan`` reads every input from the start whatever the ledger says (the
+    dedup index still keeps each event once).
     ``executor`` may be any ``concurrent.futures.Executor`` (e.g. a Dask
     client's); by default a local process pool is used for large inputs.
     """
@@ -152,13 +175,13 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
     batch_id = new_batch_id()
     result = IngestResult(batch_id=batch_id, lake=lake.url)
     now_us = int(now.timestamp() * _US)
-    ctx = build_context(cfg, batch_id=batch_id, now_us=now_us, tenant=tenant)
     ing = cfg.settings.ingest
 
     with lake.lock():
         result.recovered = lake.recover()
+        ctx = build_context(cfg, batch_id=batch_id, now_us=now_us, tenant=tenant, full=over_quota(cfg, lake))
         ledger = Ledger.load(lake)
-        plan = _plan(sources, ledger, result)
+        plan = [(src, 0, 1) for src in sources] if rescan else _plan(sources, ledger, result)
         dedup = DedupIndex(lake)
         job = _Job(lake, ledger, dedup, ctx, result, now, tenant)
         n_workers = workers if workers is not None else (ing.workers or os.cpu_count() or 1)

@@ -315,6 +315,8 @@ def _build(ctx: ParseContext, checks: list[_Check], raw_of) -> tuple[pa.Table | 
         bad = bad | (pl.col("tenant_id").is_not_null() & (pl.col("tenant_id") != default))
     if known is not None:
         bad = bad | ~pl.col("tenant").is_in(known)
+    if ctx.over_quota:
+        bad = bad | pl.col("tenant").is_in(list(ctx.over_quota))
     mark = np.zeros(n, dtype=bool)
     mark[bad_objects] = True
     flagged = staged.with_columns(_bad=bad.fill_null(True) | pl.Series(mark))
