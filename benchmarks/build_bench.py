@@ -39,7 +39,7 @@ from erp.core.config import load_config  # noqa: E402
 from erp.core.lake import Lake  # noqa: E402
 from erp.reports.definitions import load_reports, reports_folder  # noqa: E402
 from erp.reports.engine import compute_report  # noqa: E402
-from erp.reports.render.build import Builder, lake_tenants  # noqa: E402
+from erp.reports.render.build import Builder  # noqa: E402
 from erp.reports.render.bundle import Options  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def main() -> int:
     lake = Lake(str(lake_path))
     now = datetime.fromisoformat(args.now).astimezone(timezone.utc)
     defs = load_reports(reports_folder(cfg))
-    tenants = lake_tenants(lake)
+    tenants = lake.tenants()
     if args.tenants:
         tenants = tenants[: args.tenants]
     pairs = [(t, defs[r]) for t in tenants for r in sorted(defs) if defs[r].applies_to(t)]

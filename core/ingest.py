@@ -119,19 +119,15 @@ def over_quota(cfg: Config, lake: Lake) -> frozenset[str]:
     """Tenants whose stored event files already take their ``storage_quota`` (a tenant
     not in tenants.yaml has ``defaults.storage_quota``). The quota is soft: it is
     checked when a run begins, so one run may go past it; later runs reject."""
-    quotas = {t.tenant_id: t.storage_quota for t in cfg.tenants.values() if t.storage_quota is not None}
     default = cfg.settings.defaults.storage_quota
-    if not quotas and default is None:
+    if default is None and all(t.storage_quota is None for t in cfg.tenants.values()):
         return frozenset()
-    used: dict[str, int] = {}
-    for t, day in lake.event_partitions():
-        limit = quotas.get(t, default if t not in cfg.tenants else None)
-        if limit is None or used.get(t, 0) >= limit:
-            continue
-        for f in lake.list_files(lake.events_dir(t, day), ".parquet"):
-            used[t] = used.get(t, 0) + lake.fs.size(f)
-    return frozenset(t for t, n in used.items()
-                     if n >= quotas.get(t, default if t not in cfg.tenants else None))  # type: ignore[operator]
+    full = set()
+    for t in lake.tenants():
+        limit = cfg.tenants[t].storage_quota if t in cfg.tenants else default
+        if limit is not None and lake.fs.du(lake.events_dir(t), total=True) >= limit:
+            full.add(t)
+    return frozenset(full)
 
 
 def build_context(cfg: Config, *, batch_id: str, now_us: int, tenant: str | None,

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from erp.core.errors import LakeError
-from erp.core.tenants import tenant_partition
+from erp.core.tenants import is_valid_tenant_id, tenant_partition
 
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True,
                        write_statistics=True)
@@ -399,16 +399,19 @@ class Lake:
         with self.fs.open(path, "rb") as f:
             return f.read()
 
-    def event_partitions(self, tenant: str | None = None) -> list[tuple[str, str]]:
-        """(tenant, date) for every events partition present."""
-        out = []
+    def tenants(self) -> list[str]:
+        """Tenants with an events folder, sorted (valid ids only: nothing else there is a tenant)."""
         base = self.events_dir()
         if not self.fs.exists(base):
-            return out
-        tenants = [tenant] if tenant else [p.rsplit("tenant_id=", 1)[1]
-                                            for p in self.fs.ls(base, detail=False)
-                                            if "tenant_id=" in p]
-        for t in sorted(tenants):
+            return []
+        names = (posixpath.basename(p.rstrip("/")) for p in self.fs.ls(base, detail=False))
+        return sorted(t for n in names if n.startswith("tenant_id=")
+                      and is_valid_tenant_id(t := n[len("tenant_id="):]))
+
+    def event_partitions(self, tenant: str | None = None) -> list[tuple[str, str]]:
+        """(tenant, date) for every events partition present."""
+        out: list[tuple[str, str]] = []
+        for t in [tenant] if tenant else self.tenants():
             tdir = self.events_dir(t)
             if not self.fs.exists(tdir):
                 continue

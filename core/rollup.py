@@ -118,18 +118,6 @@ def fingerprint(files: list[tuple[str, int]]) -> str:
     return xxhash.xxh3_64_hexdigest(json.dumps(names).encode())
 
 
-def tenants_in(lake: Lake) -> list[str]:
-    base = lake.events_dir()
-    if not lake.fs.exists(base):
-        return []
-    out = []
-    for p in lake.fs.ls(base, detail=False):
-        name = posixpath.basename(p.rstrip("/"))
-        if name.startswith("tenant_id="):
-            out.append(name[len("tenant_id="):])
-    return sorted(out)
-
-
 # --- the watermark ---------------------------------------------------------------
 
 def read_watermark(lake: Lake) -> dict[str, Any]:
@@ -203,7 +191,7 @@ def rollup_lake(lake: Lake, *, tenant: str | None = None, since: date | None = N
         if wm.get("version") != VERSION or tuple(wm.get("dimensions") or ()) != dims:
             full = True  # another layout: every partition is rebuilt
             wm = {"version": VERSION, "dimensions": list(dims), "tenants": {}}
-        tenants = [tenant] if tenant else sorted(set(tenants_in(lake)) | set(wm["tenants"]))
+        tenants = [tenant] if tenant else sorted(set(lake.tenants()) | set(wm["tenants"]))
         plans = [_plan(lake, wm, validate_tenant_id(t), since, until, full, result) for t in tenants]
         plans = [p for p in plans if p.dirty or p.gone]
         # Tenants are computed together in batches of about ``batch_bytes`` of Parquet

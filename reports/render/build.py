@@ -64,21 +64,6 @@ class BuildResult:
                 "write_seconds": round(self.write_seconds, 3)}
 
 
-def lake_tenants(lake: Lake) -> list[str]:
-    """Tenants that have an events folder in the lake (valid ids only)."""
-    base = lake.events_dir()
-    if not lake.fs.exists(base):
-        return []
-    found = []
-    for p in lake.fs.ls(base, detail=False):
-        name = p.rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith("tenant_id="):
-            t = name.split("=", 1)[1]
-            if is_valid_tenant_id(t):
-                found.append(t)
-    return sorted(found)
-
-
 def plan(cfg: Config, lake: Lake, defs: dict[str, Report], tenants: list[str] | None,
          reports: list[str] | None) -> list[tuple[str, Report]]:
     """The (tenant, report) pairs to build, sorted. Named tenants and reports must exist
@@ -90,7 +75,7 @@ def plan(cfg: Config, lake: Lake, defs: dict[str, Report], tenants: list[str] | 
     if tenants:
         names = sorted({validate_tenant_id(t) for t in tenants})
     else:
-        names = sorted(cfg.tenants) if cfg.restrict_tenants else lake_tenants(lake)
+        names = sorted(cfg.tenants) if cfg.restrict_tenants else lake.tenants()
         if not names:
             raise TenantError(f"no tenants to build: tenants.yaml lists none and the lake {lake.url} has no events",
                               hint="ingest events first (erp ingest) or pass --tenant")
