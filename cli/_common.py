@@ -52,6 +52,17 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def finish(result: Any, render: Callable[[Any], None], *, json_out: bool, failed: bool = False) -> None:
+    """A command's last step: the result as JSON (``{"ok", **result.to_dict()}``) or
+    rendered for people; exit 1 when ``failed`` (the result is shown either way)."""
+    if json_out:
+        print_json({"ok": not failed, **result.to_dict()})
+    else:
+        render(result)
+    if failed:
+        raise typer.Exit(EXIT_USER)
+
+
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command: ErpError -> exit 1 with message and hint; anything else
     -> exit 2. With ``--json`` the error is printed as JSON on stdout too."""

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from erp.cli._common import (
-    ConfigOpt, JsonOpt, LakeOpt, command, escape, human_bytes, load, out, parse_now, print_json,
+    ConfigOpt, JsonOpt, LakeOpt, command, escape, finish, human_bytes, load, out, parse_now,
 )
 from erp.core.errors import ConfigError
 from erp.reports.definitions import parse_date
@@ -66,10 +66,7 @@ def _run(out_dir: Path, *, tenant: list[str] | None, report: list[str] | None, s
                            since=parse_date(since, "--since") if since else None,
                            until=parse_date(until, "--until") if until else None,
                            now=parse_now(now), options=Options(theme=theme, transparent=transparent))
-    if json_out:
-        print_json({"ok": True, **result.to_dict()})
-    else:
-        render(result)
+    finish(result, render, json_out=json_out)
 
 
 def render(result: BuildResult) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
-from erp.cli._common import EXIT_USER, command, escape, load, out, print_json
+from erp.cli._common import command, escape, finish, load, out
 from erp.core.drain import DrainResult, drain_spool
 from erp.core.errors import InputError
 
@@ -24,12 +22,7 @@ def drain(inputs: list[str], *, explicit: bool, tenant: str | None, lake: str | 
                               "or run `erp collect` so the spool exists")
     result = drain_spool(cfg, workers=workers, tenant=tenant)
     failed = result.failed or (fail_on_rejects and result.rejected > 0)
-    if json_out:
-        print_json({"ok": not failed, **result.to_dict()})
-    else:
-        render(result)
-    if failed:
-        raise typer.Exit(EXIT_USER)
+    finish(result, render, json_out=json_out, failed=failed)
 
 
 def render(result: DrainResult) -> None:

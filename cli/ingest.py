@@ -11,7 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from erp.cli._common import (
-    EXIT_USER, ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, human_bytes, load, out, print_json,
+    ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, finish, human_bytes, load, out,
 )
 from erp.core.ingest import IngestResult, ingest
 from erp.core.sources import expand_inputs
@@ -85,12 +85,7 @@ def _run(inputs: list[str], *, tenant: str | None, lake: str | None, config: Pat
     else:
         result = ingest(cfg, inputs, tenant=tenant, workers=workers, sources=sources, rescan=rescan)
     failed = bool(result.failed_sources) or (fail_on_rejects and result.rejected > 0)
-    if json_out:
-        print_json({"ok": not failed, **result.to_dict()})
-    else:
-        render(result)
-    if failed:
-        raise typer.Exit(EXIT_USER)
+    finish(result, render, json_out=json_out, failed=failed)
 
 
 def render(result: IngestResult) -> None:

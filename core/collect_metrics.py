@@ -55,15 +55,15 @@ class Metrics:
             head("erp_collect_requests_total", "counter", "HTTP requests by endpoint and status code.")
             for (ep, st), n in sorted(self.requests.items()):
                 lines.append(f'erp_collect_requests_total{{endpoint="{_esc(ep)}",status="{st}"}} {n}')
-            head("erp_collect_events_accepted_total", "counter", "Events written to the spool.")
-            for ep, n in sorted(self.accepted.items()):
-                lines.append(f'erp_collect_events_accepted_total{{endpoint="{_esc(ep)}"}} {n}')
-            head("erp_collect_events_rejected_total", "counter", "Events refused at the door, by reason.")
-            for reason, n in sorted(self.rejected.items()):
-                lines.append(f'erp_collect_events_rejected_total{{reason="{_esc(reason)}"}} {n}')
-            head("erp_collect_request_bodies_total", "counter", "Request bodies read, by Content-Encoding.")
-            for enc, n in sorted(self.encodings.items()):
-                lines.append(f'erp_collect_request_bodies_total{{encoding="{_esc(enc)}"}} {n}')
+            for name, label, values, text in (
+                    ("erp_collect_events_accepted_total", "endpoint", self.accepted, "Events written to the spool."),
+                    ("erp_collect_events_rejected_total", "reason", self.rejected,
+                     "Events refused at the door, by reason."),
+                    ("erp_collect_request_bodies_total", "encoding", self.encodings,
+                     "Request bodies read, by Content-Encoding.")):
+                head(name, "counter", text)
+                for key, n in sorted(values.items()):
+                    lines.append(f'{name}{{{label}="{_esc(key)}"}} {n}')
             head("erp_collect_request_duration_seconds", "histogram", "Request latency, receipt to answer.")
             for ep, counts in sorted(self.hist.items()):
                 cum = 0
