@@ -8,7 +8,7 @@ tenant's file is ever opened.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 import polars as pl
@@ -96,7 +96,7 @@ class LakeSource:
     def hourly_counts(self, start_utc: datetime, end_utc: datetime) -> pl.LazyFrame | None:
         """``hour_start, event_type, events`` from the hourly rollup, or ``None`` when the
         rollup cannot answer exactly (boundaries inside an hour, or a stale date)."""
-        if not self.use_rollups:
+        if not self.use_rollups or not self.lake.is_local:
             return None
         for t in (start_utc, end_utc):
             t = t.astimezone(timezone.utc)
@@ -108,11 +108,7 @@ class LakeSource:
         schema = {"hour_start": pl.Datetime("us", "UTC"), "event_type": pl.String, "events": pl.Int64}
         if not files:
             return pl.DataFrame(schema=schema).lazy()
-        lf = pl.scan_parquet(files, glob=False, hive_partitioning=False, include_file_paths="_file") \
-            if self.lake.is_local else None
-        if lf is None:  # pragma: no cover - object stores
-            return None
-        lf = lf.select(
+        lf = pl.scan_parquet(files, glob=False, hive_partitioning=False, include_file_paths="_file").select(
             (pl.col("_file").str.extract(r"/date=(\d{4}-\d{2}-\d{2})/", 1).str.to_datetime("%Y-%m-%d",
                                                                                           time_zone="UTC")
              + pl.duration(hours=pl.col("hour"))).dt.cast_time_unit("us").alias("hour_start"),
