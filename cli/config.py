@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, command, escape, load, out, print_json
+from erp.cli._common import ConfigOpt, LakeOpt, command, escape, load, out, print_json
 from erp.core.config import config_rows
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
