@@ -8,6 +8,7 @@ thousand agents millions of times).
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import polars as pl
 
@@ -75,19 +76,33 @@ def anonymize_ip(ip: str) -> str | None:
     if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0")
                                for p in parts):
         return f"{parts[0]}.{parts[1]}.{parts[2]}.0"  # the common case, without the cache
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        out = None
-    else:
-        if addr.version == 4:
-            out = str(ipaddress.ip_network(f"{addr}/24", strict=False).network_address)
-        else:
-            out = str(ipaddress.ip_network(f"{addr}/48", strict=False).network_address)
+    text = ip.strip()
+    out = _anonymize_ipv6(text)
+    if out is None:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            addr = None
+        if addr is not None:
+            prefix = 24 if addr.version == 4 else 48
+            out = str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
     if len(_ip_cache) > 100_000:
         _ip_cache.clear()
     _ip_cache[ip] = out
     return out
+
+
+def _anonymize_ipv6(ip: str) -> str | None:
+    """The /48 network of a plain IPv6 address through the C library (much faster
+    than ``ipaddress``, the same canonical text); None for anything else
+    (IPv4, scoped addresses, junk), which ``ipaddress`` then decides."""
+    if ":" not in ip or "%" in ip:
+        return None
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+    except (OSError, ValueError):
+        return None
+    return socket.inet_ntop(socket.AF_INET6, packed[:6] + bytes(10))
 
 
 # --- vectorized (Polars) enrichment -------------------------------------------------
@@ -104,7 +119,8 @@ def anonymize_ipv4_expr(col: pl.Expr) -> pl.Expr:
 def page_path_expr(col: pl.Expr) -> pl.Expr:
     """The path of a URL without query or fragment: ``https://a.com/x?y`` -> ``/x``;
     ``/`` for a bare host."""
-    path = col.str.extract(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)", 1)
+    # two plain replacements: much faster than one extract with a capture group
+    path = col.str.replace(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "").str.replace(r"(?s)[?#].*", "")
     return pl.when(col.is_null()).then(None).when(path == "").then(pl.lit("/")).otherwise(path)
 
 
