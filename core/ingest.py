@@ -26,7 +26,7 @@ import pyarrow as pa
 from erp.core.config import Config
 from erp.core.dedup import DedupIndex
 from erp.core.errors import TenantError
-from erp.core.events import EVENT_SCHEMA, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
+from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
 from erp.core.lake import Commit, Lake, new_batch_id
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
@@ -327,7 +327,8 @@ class _Job:
             resume = _roll(before, data, cut)
             offset -= len(data) - cut
         self.tails[src.key] = stream
-        next_line = chunk.first_line + data.count(b"\n") + len(chunk.oversized)
+        newlines = chunk.newlines if chunk.newlines is not None else data.count(b"\n")
+        next_line = chunk.first_line + newlines + len(chunk.oversized)
         return _ChunkMeta(src, next_line, tail_hash(resume), offset)
 
     def _consume(self, item: tuple[_ChunkMeta, Future | ChunkResult] | _SourceEnd, commit_events: int,
@@ -426,7 +427,8 @@ class _Job:
         if df.height == 0:
             return {}
         df = df.sort("timestamp", maintain_order=True)
-        c.write_partitioned(df.select(EVENT_SCHEMA.names + ["tenant_id", "date"]), "events", ["tenant_id", "date"])
+        c.write_partitioned(df.select(EVENT_SCHEMA.names + ["tenant_id", "date"]), "events", ["tenant_id", "date"],
+                            INGEST_PARQUET_OPTIONS)
         counts = df.group_by("tenant_id", "date").len()
         for tenant, day, n in counts.iter_rows():
             stats = self.result.tenant(tenant)

@@ -235,8 +235,9 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
             data = buf[:cut + 1]
             carry = buf[cut + 1:]
             offset += len(data)
-            yield Chunk(src.display, line, data, offset)
-            line += data.count(b"\n")
+            newlines = data.count(b"\n")
+            yield Chunk(src.display, line, data, offset, newlines=newlines)
+            line += newlines
     finally:
         if src.stream is None:
             f.close()
