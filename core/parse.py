@@ -2,12 +2,14 @@
 
 Columnar, in three steps:
 
-1. **Validate structure** with one strict msgspec decode of the whole chunk
-   (read as a JSON array): required fields, types (no lax coercion:
-   ``"timestamp": false`` fails), unknown fields, the typed hot properties.
-   If anything fails, the chunk is decoded line by line instead, and each
-   failing line is sent to ``diagnose`` for every reason.
-2. **Build columns** with Polars' NDJSON reader (free-form objects become JSON text).
+1. **Validate structure** with one strict msgspec ``decode_lines`` of the whole
+   chunk: required fields, types (no lax coercion: ``"timestamp": false``
+   fails), unknown fields. If anything fails, the chunk is decoded line by
+   line instead, and each failing line is sent to ``diagnose`` for every reason.
+2. **Build columns**: scalar fields straight from the decoded records; the raw
+   ``properties``/``metadata`` texts joined into one buffer each, decoded once
+   more for the typed hot fields (``page_url``, ``revenue``, ``ip`` ...) and
+   split into JSON-text columns by Polars.
 3. **Check and enrich** with vectorized expressions: tenant rules, timestamps
    (parse, clock-skew correction, future clamp, retention), per-event-type
    JSON Schemas, URL parts, user agents, IP anonymisation. Rows that fail a
@@ -39,20 +41,22 @@ _US = 1_000_000
 _DAY_US = 86_400 * _US
 
 
-class _HotProps(msgspec.Struct):
+# gc=False: these hold only strings, numbers and Raw views, never cycles, and
+# a chunk makes hundreds of thousands of them (tracking them costs more than decoding)
+class _HotProps(msgspec.Struct, gc=False):
     page_url: str | None = None
     referrer: str | None = None
     revenue: float | None = None
     currency: str | None = None
 
 
-class _Meta(msgspec.Struct):
+class _Meta(msgspec.Struct, gc=False):
     ip: str | None = None
     user_agent: str | None = None
     country: str | None = None
 
 
-class _Check(msgspec.Struct, forbid_unknown_fields=True):
+class _Check(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The input record's structure, strictly typed (validation only)."""
 
     event_type: str
@@ -68,12 +72,15 @@ class _Check(msgspec.Struct, forbid_unknown_fields=True):
     metadata: msgspec.Raw = msgspec.Raw(b"")
 
 
-_decode_many = msgspec.json.Decoder(list[_Check]).decode
+_decode_lines = msgspec.json.Decoder(_Check).decode_lines
 _decode_one = msgspec.json.Decoder(_Check).decode
 _decode_hot = msgspec.json.Decoder(_HotProps).decode
 _decode_meta = msgspec.json.Decoder(_Meta).decode
+_decode_hot_lines = msgspec.json.Decoder(_HotProps | None).decode_lines
+_decode_meta_lines = msgspec.json.Decoder(_Meta | None).decode_lines
 _NO_HOT = _HotProps()
 _NO_META = _Meta()
+_NULL = b"null"
 
 
 _UA = UserAgentCache()
@@ -121,12 +128,11 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
     lengths = ends - starts
     if n_lines and not chunk.truncated and int(lengths.min()) > 1 and int(lengths.max()) <= ctx.max_line_bytes:
         try:
-            body = data[:-1] if data.endswith(b"\n") else data
-            checks = _decode_many(b"[" + body.replace(b"\n", b",") + b"]")
+            checks = _decode_lines(data)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             checks = None
         if checks is not None and len(checks) != n_lines:
-            checks = None  # a line held more than one value ("{...}, {...}")
+            checks = None  # a line held more than one value ("{...} {...}")
     if checks is not None:
         good = np.arange(n_lines)
     else:
@@ -245,43 +251,109 @@ def _strip_exact(mb: bytes) -> str:
     return orjson.dumps(d).decode()
 
 
+def _free_form(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
+    """Typed hot fields and JSON text of properties/metadata as columns, plus
+    the rows whose free-form parts are not objects or whose hot fields have the
+    wrong type. All rows at once: the raw texts are joined into one buffer per
+    field, decoded by one call each and split into a column by Polars; only a
+    chunk where that fails is gone through row by row."""
+    praw = [c.properties or _NULL for c in checks]
+    mraw = [c.metadata or _NULL for c in checks]
+    ptext, mtext = b"\n".join(praw), b"\n".join(mraw)
+    try:
+        hots = _decode_hot_lines(ptext)
+        metas = _decode_meta_lines(mtext)
+        texts = pl.Series([ptext, mtext], dtype=pl.Binary).cast(pl.String).str.split("\n")
+    except (msgspec.DecodeError, msgspec.ValidationError, pl.exceptions.PolarsError):
+        return _free_form_by_row(checks)
+    if len(hots) != len(checks) or len(metas) != len(checks):
+        return _free_form_by_row(checks)
+    hots = [h if h is not None else _NO_HOT for h in hots]
+    metas = [m if m is not None else _NO_META for m in metas]
+    empty = pl.lit("{}", dtype=pl.String)
+    props = texts[0].explode()
+    meta = texts[1].explode()
+    frame = pl.DataFrame({"properties": props, "metadata": meta}).select(
+        properties=pl.when(pl.col("properties") == "null").then(empty).otherwise(pl.col("properties")),
+        metadata=pl.when(pl.col("metadata") == "null").then(empty).otherwise(pl.col("metadata")))
+    escaped = frame.get_column("metadata").str.contains("\\", literal=True).arg_true().to_list()
+    cols = {
+        "properties": frame.get_column("properties"),
+        "metadata": _with_exact_strips(frame.get_column("metadata"), escaped),
+        "page_url": pl.Series([h.page_url for h in hots], dtype=pl.String),
+        "referrer": pl.Series([h.referrer for h in hots], dtype=pl.String),
+        "revenue": pl.Series([h.revenue for h in hots], dtype=pl.Float64),
+        "currency": pl.Series([h.currency for h in hots], dtype=pl.String),
+        "ip": pl.Series([m.ip for m in metas], dtype=pl.String),
+        "user_agent": pl.Series([m.user_agent for m in metas], dtype=pl.String),
+        "country": pl.Series([m.country for m in metas], dtype=pl.String),
+    }
+    return cols, []
+
+
+def _with_exact_strips(metadata: pl.Series, rows: list[int]) -> pl.Series:
+    """Metadata text with escapes (where a key could be spelled ``"\\u0069p"``):
+    drop the promoted keys of those rows by really parsing them."""
+    if not rows:
+        return metadata
+    values = metadata.to_list()
+    for i in rows:
+        values[i] = _strip_exact(values[i].encode())
+    return pl.Series(metadata.name, values, dtype=pl.String)
+
+
+def _free_form_by_row(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
+    hots, metas, ptexts, mtexts, bad = _objects(checks)
+    return {
+        "properties": pl.Series(ptexts, dtype=pl.String),
+        "metadata": pl.Series(mtexts, dtype=pl.String),
+        "page_url": pl.Series([x.page_url for x in hots], dtype=pl.String),
+        "referrer": pl.Series([x.referrer for x in hots], dtype=pl.String),
+        "revenue": pl.Series([x.revenue for x in hots], dtype=pl.Float64),
+        "currency": pl.Series([x.currency for x in hots], dtype=pl.String),
+        "ip": pl.Series([m.ip for m in metas], dtype=pl.String),
+        "user_agent": pl.Series([m.user_agent for m in metas], dtype=pl.String),
+        "country": pl.Series([m.country for m in metas], dtype=pl.String),
+    }, bad
+
+
+def _text_column(values: list, convert) -> pl.Series:
+    """A String column from decoded values that are almost always text already."""
+    try:
+        return pl.Series(values, dtype=pl.String, strict=True)
+    except TypeError:
+        return pl.Series([convert(v) for v in values], dtype=pl.String)
+
+
 def _build(ctx: ParseContext, checks: list[_Check], raw_of) -> tuple[pa.Table | None, list[int]]:
     n = len(checks)
-    hots, metas, ptexts, mtexts, bad_objects = _objects(checks)
+    free, bad_objects = _free_form(checks)
 
     # event ids (generated from the line when absent) and dedup keys
-    tenants_in = [c.tenant_id for c in checks]
+    tenants_in = _text_column([c.tenant_id for c in checks], _ident)
     ids = [c.event_id for c in checks]
-    for j, eid in enumerate(ids):
-        if eid is None:
-            ids[j] = generated_id(tenants_in[j] or ctx.default_tenant or "", raw_of(j))
+    if None in ids:
+        for j, eid in enumerate(ids):
+            if eid is None:
+                ids[j] = generated_id(tenants_in[j] or ctx.default_tenant or "", raw_of(j))
     h = xxhash.xxh3_128_digest
+    recv_text = _text_column([c.received_at for c in checks], _text)
+    sent_text = _text_column([c.sent_at for c in checks], _text)
     df = pl.DataFrame({
-        "event_id": ids,
-        "_key": [h(e.encode("utf-8")) for e in ids],
+        "event_id": pl.Series(ids, dtype=pl.String),
+        "_key": pl.Series([h(e.encode("utf-8")) for e in ids], dtype=pl.Binary),
         "tenant_id": tenants_in,
-        "event_type": [c.event_type for c in checks],
-        "_ts": _times(pl.Series("timestamp", [_text(c.timestamp) for c in checks], dtype=pl.String)),
-        "_recv_in": _times(pl.Series("received_at", [_text(c.received_at) for c in checks], dtype=pl.String)),
-        "_sent": _times(pl.Series("sent_at", [_text(c.sent_at) for c in checks], dtype=pl.String)),
-        "_has_recv": [c.received_at is not None for c in checks],
-        "_has_sent": [c.sent_at is not None for c in checks],
-        "user_id": [_ident(c.user_id) for c in checks],
-        "anonymous_id": [_ident(c.anonymous_id) for c in checks],
-        "session_id": [_ident(c.session_id) for c in checks],
-        "properties": ptexts,
-        "metadata": mtexts,
-        "page_url": [x.page_url for x in hots],
-        "referrer": [x.referrer for x in hots],
-        "revenue": [x.revenue for x in hots],
-        "currency": [x.currency for x in hots],
-        "ip": [m.ip for m in metas],
-        "user_agent": [m.user_agent for m in metas],
-        "country": [m.country for m in metas],
-    }, schema_overrides={"_key": pl.Binary, "tenant_id": pl.String, "user_id": pl.String,
-                         "anonymous_id": pl.String, "session_id": pl.String, "page_url": pl.String,
-                         "referrer": pl.String, "revenue": pl.Float64, "currency": pl.String,
-                         "ip": pl.String, "user_agent": pl.String, "country": pl.String})
+        "event_type": pl.Series([c.event_type for c in checks], dtype=pl.String),
+        "_ts": _times(_text_column([c.timestamp for c in checks], _text).rename("timestamp")),
+        "_recv_in": _times(recv_text.rename("received_at")),
+        "_sent": _times(sent_text.rename("sent_at")),
+        "_has_recv": recv_text.is_not_null(),
+        "_has_sent": sent_text.is_not_null(),
+        "user_id": _text_column([c.user_id for c in checks], _ident),
+        "anonymous_id": _text_column([c.anonymous_id for c in checks], _ident),
+        "session_id": _text_column([c.session_id for c in checks], _ident),
+        **free,
+    })
 
     default = ctx.default_tenant
     known = list(ctx.known_tenants) if ctx.known_tenants is not None else None
