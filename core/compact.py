@@ -68,7 +68,7 @@ def compact(cfg: Config, *, lake: Lake | None = None, tenant: str | None = None,
             # one complete generation. Elsewhere (object stores) the new files are
             # moved in and the old ones deleted by the commit below.
             swap = lake.can_swap_folders()
-            gen = lake.begin(f"{commit_id}-{result.partitions_compacted:05d}") if swap else c
+            gen = lake.begin(f"{commit_id}-{result.partitions_compacted:05d}", private=True) if swap else c
             for i in range(n_out):
                 piece = merged.slice(i * rows, rows)
                 if piece.num_rows:

@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -39,6 +39,14 @@ import pyarrow.parquet as pq
 
 from erp.core.errors import LakeError
 from erp.core.tenants import is_valid_tenant_id, tenant_partition
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import polars as pl
+
+#: The staging tree shared by ordinary commits on local lakes (see ``Commit.staging``).
+SHARED_STAGING = "_staging/live"
 
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True,
                        write_statistics=True)
@@ -66,9 +74,37 @@ class Commit:
     commit_id: str
     files: list[StagedFile] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
+    #: stage under ``_staging/<commit>/`` (whole folders swapped in by compaction,
+    #: and object stores) rather than the shared tree ``_staging/live/``
+    private: bool = False
+    _marked: bool = False
+
+    @property
+    def staging(self) -> str:
+        """The staging root, relative to the lake. On local disks ordinary commits
+        share one tree that mirrors the lake's folders and is never deleted: its
+        folders are made once and reused, and files are renamed out of it. (Making
+        and deleting thousands of folders per commit is slow, and on ext4 without
+        a journal every deleted inode slows the next creations.) File names carry
+        the commit id, so commits never collide there. The shared tree is flat
+        (``events/tenant_id=a/date=d/part-x.parquet`` is staged as
+        ``_staging/live/events~tenant_id=a~date=d~part-x.parquet``), so staging
+        makes no folders at all."""
+        if self.private or not self.lake.is_local:
+            return posixpath.join("_staging", self.commit_id)
+        return SHARED_STAGING
 
     def _staged(self, relpath: str) -> str:
-        return self.lake.path("_staging", self.commit_id, relpath)
+        if not self._marked and self.staging == SHARED_STAGING:
+            # a marker that this commit has staged files: if it never commits, the
+            # next run's recovery clears the shared tree
+            marker = self.lake.state("commits", f"{self.commit_id}.staging")
+            with self.lake.writing(marker):
+                os.makedirs(os.path.dirname(marker), exist_ok=True)
+                with open(marker, "wb"):
+                    pass
+            self._marked = True
+        return self.lake.staged_path(self.staging, relpath)
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
         path = self._staged(relpath)
@@ -97,12 +133,10 @@ class Commit:
         import shutil
         import tempfile
 
-        import polars as pl
-
         if df.height == 0:
             return []
         opts = PARQUET_OPTIONS if options is None else options
-        local = self.lake.path("_staging", self.commit_id) if self.lake.is_local else tempfile.mkdtemp()
+        local = None if self.lake.is_local else tempfile.mkdtemp()
         sorted_df = df.sort(keys, maintain_order=True)
         bounds = sorted_df.select(keys).with_row_index("_i").unique(subset=keys, keep="first",
                                                                       maintain_order=True)
@@ -114,25 +148,25 @@ class Commit:
         jobs = []
         for seg, a, b in zip(segments, starts, starts[1:]):
             jobs.append((posixpath.join(rel_root, seg, name), table.slice(a, b - a)))
+        targets = [self._staged(rel) if local is None else os.path.join(local, rel) for rel, _ in jobs]
         try:
-            with self.lake.writing(posixpath.join(local, rel_root)):
-                for folder in sorted({posixpath.dirname(rel) for rel, _ in jobs}):
-                    os.makedirs(os.path.join(local, folder), exist_ok=True)
+            with self.lake.writing(self.lake.path(rel_root) if local is None else local):
+                for folder in sorted({os.path.dirname(t) for t in targets}):
+                    os.makedirs(folder, exist_ok=True)
 
                 def write(job: tuple[str, pa.Table]) -> int:
                     buf = pa.BufferOutputStream()  # one write() per file, not one per page
                     pq.write_table(job[1], buf, **opts)
                     data = buf.getvalue()
-                    with open(os.path.join(local, job[0]), "wb") as f:
+                    with open(job[0], "wb") as f:
                         f.write(data)
                     return data.size
 
-                sizes = list(_writer_pool().map(write, jobs))
-                if not self.lake.is_local:
-                    self.lake.fs.put(os.path.join(local, rel_root),
-                                     self.lake.path("_staging", self.commit_id, rel_root), recursive=True)
+                sizes = list(_writer_pool().map(write, [(t, tbl) for t, (_, tbl) in zip(targets, jobs)]))
+                if local is not None:
+                    self.lake.fs.put(os.path.join(local, rel_root), self._staged(rel_root), recursive=True)
         finally:
-            if not self.lake.is_local:
+            if local is not None:
                 shutil.rmtree(local, ignore_errors=True)
         for (rel, _), size in zip(jobs, sizes):
             self.files.append(StagedFile(rel, size))
@@ -253,8 +287,18 @@ class Lake:
                                 hint="check that the lake folder is writable by this user") from exc
             raise LakeError(f"cannot write {path}: {exc}", path=path) from exc
 
-    def begin(self, commit_id: str) -> Commit:
-        return Commit(self, commit_id)
+    def staged_path(self, staging: str, relpath: str) -> str:
+        """Where a file of ``relpath`` is staged under ``staging`` (flat in the shared tree)."""
+        if staging == SHARED_STAGING:
+            if "~" in relpath:
+                raise ValueError(f"cannot stage {relpath!r}: '~' is reserved in the shared staging tree")
+            return self.path(staging, relpath.replace("/", "~"))
+        return self.path(staging, relpath)
+
+    def begin(self, commit_id: str, *, private: bool = False) -> Commit:
+        """A new commit. ``private`` stages it in a folder of its own (needed to
+        swap whole folders in, see ``swap_folders``)."""
+        return Commit(self, commit_id, private=private)
 
     def commit(self, c: Commit, state_files: dict[str, bytes] | None = None) -> None:
         """Make every staged file visible, atomically per file, all-or-nothing per run.
@@ -263,7 +307,8 @@ class Lake:
         """
         for rel, data in (state_files or {}).items():
             c.write_bytes(rel, data)
-        intent = {"commit": c.commit_id, "files": [f.relpath for f in c.files], "deletes": c.deletes}
+        intent = {"commit": c.commit_id, "files": [f.relpath for f in c.files], "deletes": c.deletes,
+                  "staging": c.staging}
         self.durable_barrier()
         self.write_atomic(self.state("commits", f"{c.commit_id}.json"),
                           json.dumps(intent).encode())
@@ -286,10 +331,11 @@ class Lake:
 
     def _roll_forward(self, intent: dict[str, Any]) -> None:
         cid = intent["commit"]
+        staging = intent.get("staging") or posixpath.join("_staging", cid)
         if self.is_local:
-            self._roll_forward_local(cid, intent["files"])
+            self._roll_forward_local(cid, staging, intent["files"])
         for rel in ([] if self.is_local else intent["files"]):
-            src, dst = self.path("_staging", cid, rel), self.path(rel)
+            src, dst = self.staged_path(staging, rel), self.path(rel)
             with self.writing(dst):
                 if self.fs.exists(src):
                     self.fs.makedirs(posixpath.dirname(dst), exist_ok=True)
@@ -307,14 +353,19 @@ class Lake:
                 self.fs.rm(p)
         self.durable_barrier()
         self.fs.rm(self.state("commits", f"{cid}.json"))
-        self._rm_tree(self.path("_staging", cid))
+        if staging == SHARED_STAGING:
+            marker = self.state("commits", f"{cid}.staging")
+            if os.path.exists(marker):
+                os.remove(marker)
+        else:
+            self._rm_tree(self.path(staging))
 
-    def _roll_forward_local(self, cid: str, files: list[str]) -> None:
+    def _roll_forward_local(self, cid: str, staging: str, files: list[str]) -> None:
         """The local-disk move: plain renames (a commit moves thousands of small
         files; fsspec's per-file exists/makedirs calls cost more than the renames)."""
         made: set[str] = set()
         for rel in files:
-            src, dst = self.path("_staging", cid, rel), self.path(rel)
+            src, dst = self.staged_path(staging, rel), self.path(rel)
             with self.writing(dst):
                 parent = os.path.dirname(dst)
                 if parent not in made:
@@ -400,10 +451,18 @@ class Lake:
                                              "_staging/ under the same commit id") from exc
                 self._roll_forward(intent)
                 done.append(intent["commit"])
+        # staged files of commits that never wrote their intent: drop them. The
+        # shared tree is cleared only then (its folders are otherwise kept for reuse).
+        shared = self.path(SHARED_STAGING)
+        abandoned = [p for p in (self.fs.ls(cdir, detail=False) if self.fs.exists(cdir) else [])
+                     if p.endswith(".staging")]
         sdir = self.path("_staging")
         if self.fs.exists(sdir):
             for p in self.fs.ls(sdir, detail=False):
-                self._rm_tree(p)
+                if p.rstrip("/") != shared or abandoned:
+                    self._rm_tree(p)
+        for p in abandoned:
+            self.fs.rm(p)
         return done
 
     @contextmanager

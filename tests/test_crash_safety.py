@@ -166,7 +166,8 @@ def kill_when(proc: subprocess.Popen, condition, timeout: float = 60) -> bool:
 
 
 def _staged_events(lake: Path) -> bool:
-    return any((lake / "_staging").glob("*/events/**/*.parquet")) if (lake / "_staging").exists() else False
+    staging = lake / "_staging"  # the shared flat tree (events~...) or a commit's own folder
+    return staging.exists() and any("events" in str(p.relative_to(staging)) for p in staging.rglob("*.parquet"))
 
 
 def _intent(lake: Path) -> bool:
@@ -294,3 +295,41 @@ def test_read_only_events_folder_mid_commit_is_rolled_forward_later(tmp_path, wo
     assert code == 0, err
     assert out["recovered_commits"], "the next run rolled the interrupted commit forward"
     assert_final_state(lake, workload)
+
+
+def test_shared_staging_is_reused_and_cleared_only_after_an_abandoned_commit(tmp_path) -> None:
+    """Local commits stage in one flat, shared folder that is kept between commits;
+    files of a commit that never wrote its intent are removed by the next recovery."""
+    import pyarrow as pa
+    import polars as pl
+
+    from erp.core.lake import SHARED_STAGING, Lake
+
+    lake = Lake(str(tmp_path / "lake"))
+    shared = tmp_path / "lake" / SHARED_STAGING
+
+    done = lake.begin("c-0001")
+    frame = pl.DataFrame({"tenant_id": ["acme", "acme", "beta"], "date": [date_(1), date_(2), date_(1)],
+                          "x": [1, 2, 3]})
+    rels = done.write_partitioned(frame, "events", ["tenant_id", "date"])
+    assert sorted(p.name for p in shared.iterdir()) == sorted(r.replace("/", "~") for r in rels)
+    lake.commit(done)
+    assert shared.is_dir() and not any(shared.iterdir()), "committed files were moved out"
+    assert sorted(str(p.relative_to(tmp_path / "lake")) for p in (tmp_path / "lake" / "events").rglob("*.parquet")) \
+        == sorted(rels)
+    assert lake.recover() == [] and shared.is_dir(), "an ordinary run keeps the shared folder"
+
+    abandoned = lake.begin("c-0002")
+    abandoned.write_bytes("_rejected/tenant_id=acme/date=2026-09-01/c-0002.ndjson", b"{}\n")
+    abandoned.write_parquet("_state/dedup/tenant_id=acme/c-0002.parquet", pa.table({"k": [1]}))
+    assert len(list(shared.iterdir())) == 2
+    assert lake.recover() == []
+    assert not shared.exists() or not any(shared.iterdir()), "the abandoned commit's files are gone"
+    assert not list((tmp_path / "lake" / "_state" / "commits").glob("*.staging"))
+    assert not (tmp_path / "lake" / "_rejected").exists(), "nothing of it became visible"
+
+
+def date_(day: int):
+    from datetime import date
+
+    return date(2026, 9, day)
