@@ -198,6 +198,18 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                 if carry:
                     yield Chunk(src.display, line, carry, offset + len(carry))
                 return
+            nl = block.rfind(b"\n")
+            if nl != -1:  # the common case: one copy (carry + the block up to its last newline)
+                if carry:
+                    data = b"".join((carry, memoryview(block)[:nl + 1]))
+                else:
+                    data = block if nl == len(block) - 1 else block[:nl + 1]
+                carry = block[nl + 1:]
+                offset += len(data)
+                newlines = data.count(b"\n")
+                yield Chunk(src.display, line, data, offset, newlines=newlines)
+                line += newlines
+                continue
             buf = carry + block if carry else block
             cut = buf.rfind(b"\n")
             if cut == -1:
