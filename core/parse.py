@@ -277,9 +277,15 @@ def _free_form(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
         properties=pl.when(pl.col("properties") == "null").then(empty).otherwise(pl.col("properties")),
         metadata=pl.when(pl.col("metadata") == "null").then(empty).otherwise(pl.col("metadata")))
     escaped = frame.get_column("metadata").str.contains("\\", literal=True).arg_true().to_list()
-    cols = {
-        "properties": frame.get_column("properties"),
-        "metadata": _with_exact_strips(frame.get_column("metadata"), escaped),
+    return _hot_columns(frame.get_column("properties"),
+                        _with_exact_strips(frame.get_column("metadata"), escaped), hots, metas), []
+
+
+def _hot_columns(properties: pl.Series, metadata: pl.Series, hots: list[_HotProps],
+                 metas: list[_Meta]) -> dict[str, pl.Series]:
+    return {
+        "properties": properties,
+        "metadata": metadata,
         "page_url": pl.Series([h.page_url for h in hots], dtype=pl.String),
         "referrer": pl.Series([h.referrer for h in hots], dtype=pl.String),
         "revenue": pl.Series([h.revenue for h in hots], dtype=pl.Float64),
@@ -288,7 +294,6 @@ def _free_form(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
         "user_agent": pl.Series([m.user_agent for m in metas], dtype=pl.String),
         "country": pl.Series([m.country for m in metas], dtype=pl.String),
     }
-    return cols, []
 
 
 def _with_exact_strips(metadata: pl.Series, rows: list[int]) -> pl.Series:
@@ -304,17 +309,7 @@ def _with_exact_strips(metadata: pl.Series, rows: list[int]) -> pl.Series:
 
 def _free_form_by_row(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
     hots, metas, ptexts, mtexts, bad = _objects(checks)
-    return {
-        "properties": pl.Series(ptexts, dtype=pl.String),
-        "metadata": pl.Series(mtexts, dtype=pl.String),
-        "page_url": pl.Series([x.page_url for x in hots], dtype=pl.String),
-        "referrer": pl.Series([x.referrer for x in hots], dtype=pl.String),
-        "revenue": pl.Series([x.revenue for x in hots], dtype=pl.Float64),
-        "currency": pl.Series([x.currency for x in hots], dtype=pl.String),
-        "ip": pl.Series([m.ip for m in metas], dtype=pl.String),
-        "user_agent": pl.Series([m.user_agent for m in metas], dtype=pl.String),
-        "country": pl.Series([m.country for m in metas], dtype=pl.String),
-    }, bad
+    return _hot_columns(pl.Series(ptexts, dtype=pl.String), pl.Series(mtexts, dtype=pl.String), hots, metas), bad
 
 
 def _text_column(values: list, convert) -> pl.Series:
