@@ -77,19 +77,18 @@ class Commit:
     #: stage under ``_staging/<commit>/`` (whole folders swapped in by compaction,
     #: and object stores) rather than the shared tree ``_staging/live/``
     private: bool = False
-    _marked: bool = False
+    _marked: bool = field(default=False, init=False, repr=False)
 
     @property
     def staging(self) -> str:
         """The staging root, relative to the lake. On local disks ordinary commits
-        share one tree that mirrors the lake's folders and is never deleted: its
-        folders are made once and reused, and files are renamed out of it. (Making
-        and deleting thousands of folders per commit is slow, and on ext4 without
-        a journal every deleted inode slows the next creations.) File names carry
-        the commit id, so commits never collide there. The shared tree is flat
+        share one flat folder that is kept between commits
         (``events/tenant_id=a/date=d/part-x.parquet`` is staged as
-        ``_staging/live/events~tenant_id=a~date=d~part-x.parquet``), so staging
-        makes no folders at all."""
+        ``_staging/live/events~tenant_id=a~date=d~part-x.parquet``) and files are
+        renamed out of it: staging makes and deletes no folders. (Thousands of
+        folders made and deleted per commit were slow, and on ext4 without a
+        journal every deleted inode slows the next creations.) File names carry
+        the commit id, so commits never collide there."""
         if self.private or not self.lake.is_local:
             return posixpath.join("_staging", self.commit_id)
         return SHARED_STAGING
