@@ -232,8 +232,8 @@ def _objects(checks: list[_Check]) -> tuple[list, list, list, list, list[int]]:
             else:
                 meta = _decode_meta(mb)
                 mtext = mb.decode() if b"\\" not in mb else _strip_exact(mb)
-        except (_Invalid, msgspec.ValidationError, msgspec.DecodeError):
-            bad.append(j)
+        except (_Invalid, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            bad.append(j)  # diagnose() says why (invalid UTF-8 inside an object is skipped by msgspec)
             hot, meta, ptext, mtext = _NO_HOT, _NO_META, "{}", "{}"
         hots.append(hot)
         metas.append(meta)
@@ -325,7 +325,7 @@ def _build(ctx: ParseContext, checks: list[_Check], raw_of) -> tuple[pa.Table | 
     free, bad_objects = _free_form(checks)
 
     # event ids (generated from the line when absent) and dedup keys
-    tenants_in = _text_column([c.tenant_id for c in checks], _ident)
+    tenants_in = [c.tenant_id for c in checks]
     ids = [c.event_id for c in checks]
     if None in ids:
         for j, eid in enumerate(ids):
@@ -337,7 +337,7 @@ def _build(ctx: ParseContext, checks: list[_Check], raw_of) -> tuple[pa.Table | 
     df = pl.DataFrame({
         "event_id": pl.Series(ids, dtype=pl.String),
         "_key": pl.Series([h(e.encode("utf-8")) for e in ids], dtype=pl.Binary),
-        "tenant_id": tenants_in,
+        "tenant_id": pl.Series(tenants_in, dtype=pl.String),
         "event_type": pl.Series([c.event_type for c in checks], dtype=pl.String),
         "_ts": _times(_text_column([c.timestamp for c in checks], _text).rename("timestamp")),
         "_recv_in": _times(recv_text.rename("received_at")),

@@ -123,6 +123,24 @@ def test_invalid_utf8_is_kept_as_base64(cfg, tmp_path, lake_dir):
     assert "raw" not in rec and base64.b64decode(rec["raw_base64"]) == raw
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"event_id": "p", "tenant_id": "acme", "event_type": "x", "timestamp": "2026-09-01T00:00:00Z", '
+    b'"properties": {"title": "\xff\xfe"}}',
+    b'{"event_id": "m", "tenant_id": "acme", "event_type": "x", "timestamp": "2026-09-01T00:00:00Z", '
+    b'"metadata": {"\xff": 1}}',
+])
+def test_invalid_utf8_inside_a_free_form_object_is_rejected_not_a_crash(cfg, tmp_path, lake_dir, raw):
+    """The structure check skips free-form objects without looking at their bytes;
+    the columns built from them must still refuse invalid UTF-8, for that row only."""
+    src = write_ndjson(tmp_path / "in.ndjson", [event(event_id="before"), raw, event(event_id="after")])
+    r = ingest(cfg, [str(src)], now=NOW, workers=1)
+    assert (r.accepted, r.rejected) == (2, 1)
+    assert sorted(read_events(lake_dir)["event_id"]) == ["after", "before"]
+    [rec] = read_rejected(lake_dir)
+    assert reason_codes(rec) == ["invalid_utf8"] and rec["line"] == 2
+    assert base64.b64decode(rec["raw_base64"]) == raw
+
+
 # --- hostile and unknown tenants ------------------------------------------------------------
 
 HOSTILE = ["../x", "..", "/", "a/../../b", "A", "Acme", "acmé", "a" * 64, "ac\x00me", "ac\nme", "-acme",
