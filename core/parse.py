@@ -217,21 +217,8 @@ def _objects(checks: list[_Check]) -> tuple[list, list, list, list, list[int]]:
     hots, metas, ptexts, mtexts, bad = [], [], [], [], []
     for j, c in enumerate(checks):
         try:
-            pb = bytes(c.properties)
-            if not pb or pb == b"null":
-                hot, ptext = _NO_HOT, "{}"
-            elif pb[:1] != b"{":
-                raise _Invalid
-            else:
-                hot, ptext = _decode_hot(pb), pb.decode()
-            mb = bytes(c.metadata)
-            if not mb or mb == b"null":
-                meta, mtext = _NO_META, "{}"
-            elif mb[:1] != b"{":
-                raise _Invalid
-            else:
-                meta = _decode_meta(mb)
-                mtext = mb.decode() if b"\\" not in mb else _strip_exact(mb)
+            hot, ptext = _one_object(c.properties, _decode_hot, _NO_HOT, bytes.decode)
+            meta, mtext = _one_object(c.metadata, _decode_meta, _NO_META, _metadata_text)
         except (_Invalid, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             bad.append(j)  # diagnose() says why (invalid UTF-8 inside an object is skipped by msgspec)
             hot, meta, ptext, mtext = _NO_HOT, _NO_META, "{}", "{}"
@@ -240,6 +227,20 @@ def _objects(checks: list[_Check]) -> tuple[list, list, list, list, list[int]]:
         ptexts.append(ptext)
         mtexts.append(mtext)
     return hots, metas, ptexts, mtexts, bad
+
+
+def _one_object(raw: msgspec.Raw, decode, empty, text) -> tuple:
+    """One free-form value: (typed hot fields, JSON text); absent or null is ``{}``."""
+    b = bytes(raw)
+    if not b or b == _NULL:
+        return empty, "{}"
+    if b[:1] != b"{":
+        raise _Invalid
+    return decode(b), text(b)
+
+
+def _metadata_text(mb: bytes) -> str:
+    return mb.decode() if b"\\" not in mb else _strip_exact(mb)
 
 
 def _strip_exact(mb: bytes) -> str:
