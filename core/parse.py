@@ -30,7 +30,8 @@ import xxhash
 
 from erp.core.diagnose import diagnose, too_large, truncated
 from erp.core.enrich import (
-    UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, referrer_domain_expr, strip_keys_expr,
+    UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, per_distinct, referrer_domain_expr,
+    strip_keys_expr,
 )
 from erp.core.events import (
     BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, TENANT_REGEX, Chunk,
@@ -440,15 +441,14 @@ def _enrich(ctx: ParseContext, ok: pl.DataFrame) -> pa.Table:
         ts_skew_corrected=pl.col("_skewed"),
         timestamp=ts,
     ).with_columns(
-        page_path=page_path_expr(pl.col("page_url")),
-        referrer_domain=referrer_domain_expr(pl.col("referrer")),
-        metadata=strip_keys_expr(pl.col("metadata"), PROMOTED_METADATA),
+        page_path=per_distinct(ok.get_column("page_url"), page_path_expr),
+        referrer_domain=per_distinct(ok.get_column("referrer"), referrer_domain_expr),
+        metadata=per_distinct(ok.get_column("metadata"), lambda c: strip_keys_expr(c, PROMOTED_METADATA)),
         _anon=anon_row,
     ).join(ua_df, on="user_agent", how="left", maintain_order="left")
 
     # IP anonymisation: IPv4 vectorized; anything else (IPv6, junk) per distinct value
-    v4 = anonymize_ipv4_expr(pl.col("ip"))
-    out = out.with_columns(_v4=v4)
+    out = out.with_columns(_v4=per_distinct(out.get_column("ip"), anonymize_ipv4_expr))
     others = out.filter(pl.col("_anon") & pl.col("ip").is_not_null() & pl.col("_v4").is_null()) \
         .get_column("ip").unique().to_list()
     other_map = {ip: anonymize_ip(ip) for ip in others}

@@ -1,17 +1,20 @@
 """Enrichment rules checked against their plain definitions.
 
-The fast forms (C library for IPv6, two regex replacements for the page path)
-must give exactly what the obvious reference gives, for any input."""
+The fast forms (C library for IPv6, two regex replacements for the page path,
+one for the metadata keys, each applied once per distinct value) must give
+exactly what the obvious reference gives, for any input."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erp.core.enrich import anonymize_ip, page_path_expr
+from erp.core.enrich import anonymize_ip, page_path_expr, per_distinct, strip_keys_expr
+from erp.core.events import PROMOTED_METADATA
 
 
 def reference_anonymize(ip: str) -> str | None:
@@ -78,3 +81,35 @@ url_text = st.one_of(
 def test_page_path_matches_its_definition(urls: list[str | None]) -> None:
     got = pl.DataFrame({"u": urls}, schema={"u": pl.String}).select(page_path_expr(pl.col("u"))).to_series()
     assert got.to_list() == [reference_page_path(u) for u in urls]
+
+
+# JSON text without backslashes: the kind the key-stripping pattern handles
+# (text with a backslash goes through a real JSON parser instead)
+plain_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'),
+                     max_size=12)
+key_names = st.sampled_from(list(PROMOTED_METADATA) + ["sdk", "ipx", "x_ip", "user", "", "ip "]) | plain_text
+leaf = st.none() | st.booleans() | st.integers(-10**6, 10**6) | plain_text
+nested = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(plain_text.filter(lambda k: k not in PROMOTED_METADATA), inner, max_size=3),
+                      max_leaves=6)
+separators = st.sampled_from([(",", ":"), (", ", ": "), (" ,  ", " :\t"), (",\n", ":")])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(key_names, nested, max_size=6), separators, st.sampled_from([None, 1]))
+def test_metadata_keys_are_stripped_like_a_parser_would(meta: dict, seps: tuple[str, str], indent) -> None:
+    text = json.dumps(meta, separators=seps, indent=indent, ensure_ascii=False)
+    got = pl.select(strip_keys_expr(pl.lit(text), PROMOTED_METADATA)).item()
+    expected = {k: v for k, v in meta.items() if not (k in PROMOTED_METADATA and (v is None or isinstance(v, str)))}
+    assert json.loads(got) == expected, (text, got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | st.sampled_from(["https://a.example/x?q", "/p#f", "http://b/", ""]) | url_text,
+                max_size=30))
+def test_per_distinct_equals_applying_to_every_row(urls: list[str | None]) -> None:
+    col = pl.Series("u", urls, dtype=pl.String)
+    direct = pl.DataFrame({"u": col}).select(page_path_expr(pl.col("u"))).to_series()
+    spread = per_distinct(col, page_path_expr)
+    assert spread.to_list() == direct.to_list()
+    assert spread.name == "u"
