@@ -28,7 +28,7 @@ from erp.core.dedup import DedupIndex
 from erp.core.errors import TenantError
 from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
-from erp.core.lake import Commit, Lake, new_batch_id
+from erp.core.lake import Commit, Lake, hive_path, new_batch_id, run_starts
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
 from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks
 from erp.core.tenants import validate_tenant_id
@@ -337,12 +337,12 @@ class _Job:
             self._source_end(item)
             return
         meta, fut = item
+        src = meta.source
         res: ChunkResult = fut.result() if isinstance(fut, Future) else fut
         r = self.result
         r.lines += res.lines
         r.blank += res.blank
         r.bytes += res.bytes
-        src = meta.source
         self.source_lines[src.key] += res.lines
         if res.table is not None:
             self.pending.tables.append(res.table)
@@ -402,13 +402,15 @@ class _Job:
         self.seq += 1
         c = self.lake.begin(commit_id)
         if p.tables:
-            df = pl.from_arrow(pa.concat_tables(p.tables))
-            assert isinstance(df, pl.DataFrame)
-            kept, dups = self.dedup.filter_new(df)
+            table = pa.concat_tables(p.tables)
+            # dedup and order on the narrow key columns; the wide rows are gathered once
+            narrow = pl.from_arrow(table.select(["tenant_id", "date", "timestamp", "_key"]))
+            assert isinstance(narrow, pl.DataFrame)
+            kept, dups = self.dedup.filter_new(narrow.with_row_index("_row"))
             for t, n in dups.items():
                 self.result.tenant(t).duplicates += n
                 self.result.duplicates += n
-            new_keys = self._write_events(c, kept)
+            new_keys = self._write_events(c, table, kept)
         else:
             new_keys = {}
         self._write_rejected(c, p.rejected)
@@ -423,20 +425,26 @@ class _Job:
         self.result.commits += 1
         self.result.files_written += sum(1 for f in c.files if f.relpath.startswith("events/"))
 
-    def _write_events(self, c: Commit, df: pl.DataFrame) -> dict[str, pl.Series]:
-        if df.height == 0:
+    def _write_events(self, c: Commit, table: pa.Table, kept: pl.DataFrame) -> dict[str, pl.Series]:
+        """Write the ``kept`` rows of ``table`` (``kept._row`` indexes it), one file
+        per tenant and date, rows in timestamp order within a file."""
+        if kept.height == 0:
             return {}
-        df = df.sort("timestamp", maintain_order=True)
-        c.write_partitioned(df.select(EVENT_SCHEMA.names + ["tenant_id", "date"]), "events", ["tenant_id", "date"],
-                            INGEST_PARQUET_OPTIONS)
-        counts = df.group_by("tenant_id", "date").len()
-        for tenant, day, n in counts.iter_rows():
+        kept = kept.sort(["tenant_id", "date", "timestamp"], maintain_order=True)
+        rows = kept.get_column("_row").to_numpy()
+        events = table.select(EVENT_SCHEMA.names).combine_chunks().take(rows)
+        keys = ["tenant_id", "date"]
+        starts, values = run_starts(kept.select(keys))
+        ends = starts[1:] + [kept.height]
+        c.write_partitions("events", [(hive_path(keys, v), events.slice(a, b - a))
+                                      for v, a, b in zip(values, starts, ends)], INGEST_PARQUET_OPTIONS)
+        for (tenant, day), a, b in zip(values, starts, ends):
             stats = self.result.tenant(tenant)
-            stats.accepted += n
+            stats.accepted += b - a
             stats.partitions.add(str(day))
-            self.result.accepted += n
+            self.result.accepted += b - a
         return {tenant: part.get_column("_key") for (tenant,), part in
-                df.select("tenant_id", "_key").partition_by("tenant_id", as_dict=True).items()}
+                kept.select("tenant_id", "_key").partition_by("tenant_id", as_dict=True).items()}
 
     def _write_rejected(self, c: Commit, rejected: list[Rejected]) -> None:
         if not rejected:

@@ -123,30 +123,33 @@ class Commit:
         """Write ``df`` as Hive partitions under ``rel_root`` (key columns go to
         the path, not the files), one file per partition named
         ``part-<commit>-0.parquet``, rows in their order within a partition.
-        Returns the relative paths staged.
-
-        Partitions are written by pyarrow on a few threads (its writer releases
-        the GIL): a commit often writes hundreds of small files, where the cost
-        per file, not per row, dominates. ``options`` are pyarrow
+        Returns the relative paths staged. ``options`` are pyarrow
         ``write_table`` options (default ``PARQUET_OPTIONS``)."""
+        if df.height == 0:
+            return []
+        sorted_df = df.sort(keys, maintain_order=True)
+        starts, values = run_starts(sorted_df.select(keys))
+        table = sorted_df.drop(keys).to_arrow()
+        return self.write_partitions(rel_root, [
+            (hive_path(keys, row), table.slice(a, b - a))
+            for row, a, b in zip(values, starts, starts[1:] + [sorted_df.height])], options)
+
+    def write_partitions(self, rel_root: str, parts: list[tuple[str, pa.Table]],
+                         options: dict[str, Any] | None = None) -> list[str]:
+        """Write each ``(partition path, table)`` as ``<rel_root>/<path>/part-<commit>-0.parquet``.
+
+        Files are written by pyarrow on a few threads (its writer releases the
+        GIL): a commit often writes hundreds of small files, where the cost per
+        file, not per row, dominates."""
         import shutil
         import tempfile
 
-        if df.height == 0:
+        if not parts:
             return []
         opts = PARQUET_OPTIONS if options is None else options
         local = None if self.lake.is_local else tempfile.mkdtemp()
-        sorted_df = df.sort(keys, maintain_order=True)
-        bounds = sorted_df.select(keys).with_row_index("_i").unique(subset=keys, keep="first",
-                                                                      maintain_order=True)
-        starts = bounds.get_column("_i").to_list() + [sorted_df.height]
-        segments = ["/".join(_hive_segment(k, v) for k, v in zip(keys, row))
-                    for row in bounds.select(keys).iter_rows()]
-        table = sorted_df.drop(keys).to_arrow()
         name = f"part-{self.commit_id}-0.parquet"
-        jobs = []
-        for seg, a, b in zip(segments, starts, starts[1:]):
-            jobs.append((posixpath.join(rel_root, seg, name), table.slice(a, b - a)))
+        jobs = [(posixpath.join(rel_root, seg, name), tbl) for seg, tbl in parts]
         targets = [self._staged(rel) if local is None else os.path.join(local, rel) for rel, _ in jobs]
         try:
             with self.lake.writing(self.lake.path(rel_root) if local is None else local):
@@ -196,6 +199,17 @@ def _hive_segment(key: str, value: Any) -> str:
     if isinstance(value, date):
         return f"{key}={value.isoformat()}"
     raise ValueError(f"cannot partition by {key}={value!r}: only tenant_id and dates make folders")
+
+
+def hive_path(keys: list[str], values: tuple) -> str:
+    """``tenant_id=<t>/date=<d>`` for one partition's key values."""
+    return "/".join(_hive_segment(k, v) for k, v in zip(keys, values))
+
+
+def run_starts(keys: "pl.DataFrame") -> tuple[list[int], list[tuple]]:
+    """For rows sorted by ``keys``: where each run of equal keys starts, and its values."""
+    bounds = keys.with_row_index("_i").unique(subset=keys.columns, keep="first", maintain_order=True)
+    return bounds.get_column("_i").to_list(), list(bounds.drop("_i").iter_rows())
 
 
 def _exchange(a: str, b: str) -> None:
