@@ -134,6 +134,9 @@ class Chunk:
     tail: bytes | None = None
     #: the number of newlines in ``data`` when the reader counted them already
     newlines: int | None = None
+    #: (path, offset, length, xxh3-64 digest) when ``data`` is left for the parser
+    #: process to read from a local file itself (see ``erp.core.handoff``)
+    ref: tuple[str, int, int, int] | None = None
 
 
 @dataclass
@@ -181,6 +184,8 @@ class ChunkResult:
     bytes: int
     table: pa.Table | None
     rejected: list[Rejected]
+    #: the table's Arrow IPC file in shared memory, when it was not sent inline
+    table_file: str | None = None
 
 
 # --- per-event-type schemas ---------------------------------------------------------

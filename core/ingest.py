@@ -27,6 +27,7 @@ from erp.core.config import Config
 from erp.core.dedup import DedupIndex
 from erp.core.errors import TenantError
 from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
+from erp.core.handoff import ChunkChanged, detach, remove_results_dir, results_dir, take_table
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
 from erp.core.lake import Commit, Lake, hive_path, new_batch_id, run_starts
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
@@ -183,10 +184,11 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
         n_workers = workers if workers is not None else (ing.workers or os.cpu_count() or 1)
         known = sum(s.size or 0 for s, _, _ in plan)
         small = all(s.size is not None for s, _, _ in plan) and known < 2 * ing.chunk_bytes
-        own_pool = None
+        own_pool = shared = None
         if executor is None and n_workers > 1 and not small and plan:
+            shared = results_dir()
             own_pool = executor = ProcessPoolExecutor(
-                max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker, initargs=(ctx,))
+                max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker, initargs=(ctx, shared))
         try:
             job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes), executor,
                     max_inflight=max(2, 2 * n_workers), commit_events=ing.commit_events,
@@ -194,6 +196,7 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
         finally:
             if own_pool is not None:
                 own_pool.shutdown(wait=True, cancel_futures=True)
+            remove_results_dir(shared)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -276,6 +279,7 @@ class _Job:
         self.source_lines: Counter = Counter()
         self.latest: dict[str, LedgerEntry] = {}  # newest position per source, committed or not
         self.tails: dict[str, bytes] = {}  # last TAIL_BYTES read per source
+        self.changed: dict[str, str] = {}  # sources rewritten while being read -> the error
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-commit")
         self._writing: Future | None = None
 
@@ -292,8 +296,10 @@ class _Job:
                     inflight.append((meta, parse_chunk(self.ctx, chunk)))
                 elif remote_ctx:  # a caller's executor (e.g. Dask): send the context along
                     inflight.append((meta, executor.submit(parse_chunk, self.ctx, chunk)))
-                else:
-                    inflight.append((meta, executor.submit(parse_chunk_in_worker, chunk)))
+                else:  # our own parser processes: a plain local file is read again there
+                    local = chunk.data and src.trackable and not src.compressed and not src.is_url
+                    inflight.append((meta, executor.submit(parse_chunk_in_worker,
+                                                           detach(chunk, src.key) if local else chunk)))
             while len(inflight) > max_inflight or (inflight and _ready(inflight[0])):
                 self._consume(inflight.popleft(), commit_events, progress)
         while inflight:
@@ -338,7 +344,12 @@ class _Job:
             return
         meta, fut = item
         src = meta.source
-        res: ChunkResult = fut.result() if isinstance(fut, Future) else fut
+        try:
+            res: ChunkResult = take_table(fut.result() if isinstance(fut, Future) else fut)
+        except ChunkChanged as exc:
+            self.changed.setdefault(src.key, str(exc))
+        if src.key in self.changed:
+            return  # from the first changed chunk on, the source is read again next run
         r = self.result
         r.lines += res.lines
         r.blank += res.blank
@@ -362,6 +373,8 @@ class _Job:
 
     def _source_end(self, end: _SourceEnd) -> None:
         src = end.source
+        if src.key in self.changed:
+            end = _SourceEnd(src, self.changed[src.key])
         lines = self.source_lines.get(src.key, 0)
         existing = next((s for s in self.result.sources if s.source == src.display), None)
         if existing:

@@ -37,6 +37,7 @@ from erp.core.events import (
     BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, TENANT_REGEX, Chunk,
     ChunkResult, ParseContext, Rejected, generated_id, parse_time, schema_validator,
 )
+from erp.core.handoff import attach, put_table
 
 _US = 1_000_000
 _DAY_US = 86_400 * _US
@@ -90,17 +91,19 @@ _UA = UserAgentCache()
 # --- worker entry points -----------------------------------------------------------
 
 _CTX: ParseContext | None = None
+_RESULTS: str | None = None
 
 
-def init_worker(ctx: ParseContext) -> None:
-    """Process-pool initializer: install the context once per parser process."""
-    global _CTX
-    _CTX = ctx
+def init_worker(ctx: ParseContext, results: str | None = None) -> None:
+    """Process-pool initializer: install the context once per parser process, and
+    the shared-memory folder results go through (None: inline)."""
+    global _CTX, _RESULTS
+    _CTX, _RESULTS = ctx, results
 
 
 def parse_chunk_in_worker(chunk: Chunk) -> ChunkResult:
     assert _CTX is not None, "init_worker was not called"
-    return parse_chunk(_CTX, chunk)
+    return put_table(parse_chunk(_CTX, attach(chunk)), _RESULTS)
 
 
 # --- step 1: structure ---------------------------------------------------------------

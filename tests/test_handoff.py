@@ -1,0 +1,125 @@
+"""Chunks and results between ``erp ingest`` and its parser processes: a chunk
+of a local file is read again by the parser and checked against what the
+reader saw; results travel as Arrow files in shared memory, or inline when
+shared memory is missing or full. Real files, real parser processes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from conftest import make_config, read_events
+from erp.core import handoff, ingest as ingest_mod
+from erp.core.events import Chunk, ChunkResult
+from erp.core.generate import generate_events
+from erp.core.handoff import ChunkChanged, attach, detach, put_table, take_table
+from erp.core.ingest import ingest
+from erp.core.ledger import Ledger
+from erp.core.lake import Lake
+
+
+def _chunk(path: Path, start: int, end: int) -> Chunk:
+    data = path.read_bytes()[start:end]
+    return Chunk(source=str(path), first_line=1, data=data, end_offset=end, newlines=data.count(b"\n"))
+
+
+def test_a_detached_chunk_reads_back_the_same_bytes(tmp_path):
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b'{"a":1}\n{"b":2}\n{"c":3}\n')
+    chunk = _chunk(src, 8, 24)
+    sent = detach(chunk, str(src))
+    assert sent.data == b"" and sent.ref is not None
+    assert attach(sent) == chunk
+
+
+@pytest.mark.parametrize("change", ["rewritten", "truncated"])
+def test_a_chunk_whose_file_changed_is_refused(tmp_path, change):
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b'{"a":1}\n{"b":2}\n{"c":3}\n')
+    sent = detach(_chunk(src, 8, 24), str(src))
+    src.write_bytes(b'{"a":1}\n{"B":2}\n{"c":3}\n' if change == "rewritten" else b'{"a":1}\n')
+    with pytest.raises(ChunkChanged, match="changed while it was being read"):
+        attach(sent)
+
+
+def _result(table: pa.Table | None) -> ChunkResult:
+    return ChunkResult(source="s", end_offset=1, lines=1, blank=0, bytes=1, table=table, rejected=[])
+
+
+def test_results_go_through_shared_memory_and_are_removed_once_taken(tmp_path):
+    table = pa.table({"x": ["a", "b", None], "n": [1, 2, 3]})
+    folder = tmp_path / "shm"
+    folder.mkdir()
+    sent = put_table(_result(table), str(folder))
+    assert sent.table is None and sent.table_file is not None and os.path.exists(sent.table_file)
+    got = take_table(sent)
+    assert got.table.equals(table) and got.table_file is None
+    assert list(folder.iterdir()) == []  # unlinked; the mapping keeps the data alive
+    assert got.table.column("x").to_pylist() == ["a", "b", None]
+
+
+def test_results_stay_inline_when_shared_memory_cannot_take_them(tmp_path):
+    table = pa.table({"x": [1]})
+    assert put_table(_result(table), None).table is table  # no shared memory at all
+    missing = put_table(_result(table), str(tmp_path / "gone"))  # the folder vanished (or is full)
+    assert missing.table is table and missing.table_file is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folders_of_dead_runs_are_swept_and_live_ones_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(handoff, "SHM_ROOT", str(tmp_path))
+    dead = tmp_path / "erp-ingest-999999999-abcd"  # no such process
+    live = tmp_path / f"erp-ingest-{os.getppid()}-abcd"
+    other = tmp_path / "someone-else"
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / "x.arrow").write_bytes(b"x")
+    mine = handoff.results_dir()
+    assert mine is not None and Path(mine).is_dir()
+    assert not dead.exists() and live.exists() and other.exists()
+    handoff.remove_results_dir(mine)
+    assert not Path(mine).exists()
+
+
+def test_a_file_rewritten_during_ingest_fails_that_source_and_a_rerun_completes(tmp_path, monkeypatch):
+    """The parser finds that the bytes of the second chunk changed under it (here
+    the reader's digest of that chunk is made not to match, as if the file had
+    been rewritten in place between the two reads): the source is reported
+    failed, the ledger stays before that chunk, and the next run finishes the
+    file with every event once."""
+    src = tmp_path / "events.ndjson"
+    generate_events(src, events=6000, tenants=3, days=5, seed=7)
+    lines = src.read_bytes().count(b"\n")
+    cfg = make_config(tmp_path, **{"ingest.chunk_bytes": 256 * 1024, "ingest.commit_events": 1000})
+    real_detach, calls = handoff.detach, []
+
+    def changed_on_second(chunk: Chunk, path: str) -> Chunk:
+        sent = real_detach(chunk, path)
+        calls.append(1)
+        if len(calls) == 2:
+            p, start, length, digest = sent.ref
+            sent = replace(sent, ref=(p, start, length, digest ^ 1))
+        return sent
+
+    monkeypatch.setattr(ingest_mod, "detach", changed_on_second)
+    first = ingest(cfg, [str(src)], workers=2)
+    [status] = first.sources
+    assert status.status == "failed" and "changed while it was being read" in status.detail
+    entry = Ledger.load(Lake(str(tmp_path / "lake"))).get(str(src))
+    assert entry is None or not entry.done
+    assert first.accepted + first.rejected + first.duplicates < lines
+
+    monkeypatch.setattr(ingest_mod, "detach", real_detach)
+    second = ingest(cfg, [str(src)], workers=2)
+    assert [s.status for s in second.sources] in (["ingested"], ["resumed"])
+    stored = read_events(tmp_path / "lake")
+    assert stored.select("tenant_id", "event_id").n_unique() == stored.height  # nothing twice
+    reference = ingest(make_config(tmp_path, lake=tmp_path / "ref"), [str(src)], workers=1)
+    expected = read_events(tmp_path / "ref")
+    assert reference.accepted == stored.height
+    assert sorted(stored.get_column("event_id").to_list()) == sorted(expected.get_column("event_id").to_list())
+    assert ingest(cfg, [str(src)], workers=2).sources[0].status == "skipped"
