@@ -297,7 +297,7 @@ class _Job:
                 elif remote_ctx:  # a caller's executor (e.g. Dask): send the context along
                     inflight.append((meta, executor.submit(parse_chunk, self.ctx, chunk)))
                 else:  # our own parser processes: a plain local file is read again there
-                    local = chunk.data and src.trackable and not src.compressed and not src.is_url
+                    local = chunk.data and src.regular_file and not src.compressed
                     inflight.append((meta, executor.submit(parse_chunk_in_worker,
                                                            detach(chunk, src.key) if local else chunk)))
             while len(inflight) > max_inflight or (inflight and _ready(inflight[0])):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import gzip
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Iterator
@@ -32,6 +33,8 @@ class Source:
     mtime: float | None = None
     stream: IO[bytes] | None = None  # stdin
     storage_options: dict[str, Any] | None = None
+    #: a regular local file (can be read again at any offset, e.g. by a parser process)
+    regular_file: bool = False
 
     @property
     def compressed(self) -> bool:
@@ -104,7 +107,7 @@ def _local(path: str) -> Source:
         st = os.stat(ap)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", path=path) from exc
-    return Source(key=ap, display=path, size=st.st_size, mtime=st.st_mtime)
+    return Source(key=ap, display=path, size=st.st_size, mtime=st.st_mtime, regular_file=stat.S_ISREG(st.st_mode))
 
 
 def _expand_url(url: str, storage_options: dict[str, Any]) -> list[Source]:

@@ -6,6 +6,7 @@ shared memory is missing or full. Real files, real parser processes."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,3 +124,36 @@ def test_a_file_rewritten_during_ingest_fails_that_source_and_a_rerun_completes(
     assert reference.accepted == stored.height
     assert sorted(stored.get_column("event_id").to_list()) == sorted(expected.get_column("event_id").to_list())
     assert ingest(cfg, [str(src)], workers=2).sources[0].status == "skipped"
+
+
+def test_a_named_pipe_among_files_is_read_through_the_pipe_not_again(tmp_path):
+    """Only regular files are read again by parser processes; a FIFO found in a
+    folder can be read once only, so its chunks travel inline (reading it
+    again would wait forever for a writer)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    generate_events(folder / "a.ndjson", events=3000, tenants=2, days=3, seed=3)
+    fifo = folder / "b.ndjson"
+    os.mkfifo(fifo)
+    piped = b"".join(b'{"event_id":"p%d","tenant_id":"acme","event_type":"x","timestamp":"2026-09-01T00:00:00Z"}\n' % i
+                     for i in range(2000))
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(piped)
+
+    cfg = make_config(tmp_path, **{"ingest.chunk_bytes": 64 * 1024})
+    out: list = []
+    threading.Thread(target=feed, daemon=True).start()
+    run = threading.Thread(target=lambda: out.append(ingest(cfg, [str(folder)], workers=2)), daemon=True)
+    run.start()
+    run.join(timeout=60)
+    if run.is_alive():
+        with open(fifo, "wb"):  # let a parser blocked on opening the FIFO go
+            pass
+        pytest.fail("ingest hung: a parser process tried to read the FIFO again")
+    [r] = out
+    assert [s.status for s in r.sources] == ["ingested", "ingested"], r.sources
+    stored = read_events(tmp_path / "lake")
+    assert stored.filter(stored["event_id"].str.starts_with("p")).height == 2000
+    assert r.accepted + r.rejected == (folder / "a.ndjson").read_bytes().count(b"\n") + 2000
