@@ -29,7 +29,7 @@ from erp.core.errors import TenantError
 from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
 from erp.core.handoff import ChunkChanged, detach, remove_results_dir, results_dir, take_table
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
-from erp.core.lake import Commit, Lake, hive_path, new_batch_id, run_starts
+from erp.core.lake import Commit, Lake, hive_path, new_batch_id, split_runs
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
 from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks
 from erp.core.tenants import validate_tenant_id
@@ -447,15 +447,13 @@ class _Job:
         rows = kept.get_column("_row").to_numpy()
         events = table.select(EVENT_SCHEMA.names).combine_chunks().take(rows)
         keys = ["tenant_id", "date"]
-        starts, values = run_starts(kept.select(keys))
-        ends = starts[1:] + [kept.height]
-        c.write_partitions("events", [(hive_path(keys, v), events.slice(a, b - a))
-                                      for v, a, b in zip(values, starts, ends)], INGEST_PARQUET_OPTIONS)
-        for (tenant, day), a, b in zip(values, starts, ends):
+        parts = split_runs(kept.select(keys), events)
+        c.write_partitions("events", [(hive_path(keys, v), part) for v, part in parts], INGEST_PARQUET_OPTIONS)
+        for (tenant, day), part in parts:
             stats = self.result.tenant(tenant)
-            stats.accepted += b - a
+            stats.accepted += part.num_rows
             stats.partitions.add(str(day))
-            self.result.accepted += b - a
+            self.result.accepted += part.num_rows
         return {tenant: part.get_column("_key") for (tenant,), part in
                 kept.select("tenant_id", "_key").partition_by("tenant_id", as_dict=True).items()}
 

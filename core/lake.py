@@ -128,11 +128,8 @@ class Commit:
         if df.height == 0:
             return []
         sorted_df = df.sort(keys, maintain_order=True)
-        starts, values = run_starts(sorted_df.select(keys))
-        table = sorted_df.drop(keys).to_arrow()
-        return self.write_partitions(rel_root, [
-            (hive_path(keys, row), table.slice(a, b - a))
-            for row, a, b in zip(values, starts, starts[1:] + [sorted_df.height])], options)
+        parts = split_runs(sorted_df.select(keys), sorted_df.drop(keys).to_arrow())
+        return self.write_partitions(rel_root, [(hive_path(keys, row), part) for row, part in parts], options)
 
     def write_partitions(self, rel_root: str, parts: list[tuple[str, pa.Table]],
                          options: dict[str, Any] | None = None) -> list[str]:
@@ -206,10 +203,14 @@ def hive_path(keys: list[str], values: tuple) -> str:
     return "/".join(_hive_segment(k, v) for k, v in zip(keys, values))
 
 
-def run_starts(keys: "pl.DataFrame") -> tuple[list[int], list[tuple]]:
-    """For rows sorted by ``keys``: where each run of equal keys starts, and its values."""
+def split_runs(keys: "pl.DataFrame", table: pa.Table) -> list[tuple[tuple, pa.Table]]:
+    """For rows sorted by ``keys``: each run of equal keys as (its key values, its
+    slice of ``table``, which holds the same rows in the same order)."""
     bounds = keys.with_row_index("_i").unique(subset=keys.columns, keep="first", maintain_order=True)
-    return bounds.get_column("_i").to_list(), list(bounds.drop("_i").iter_rows())
+    starts = bounds.get_column("_i").to_list()
+    ends = starts[1:] + [keys.height]
+    return [(values, table.slice(a, b - a))
+            for values, a, b in zip(bounds.drop("_i").iter_rows(), starts, ends)]
 
 
 def _exchange(a: str, b: str) -> None:
