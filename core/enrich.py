@@ -136,16 +136,55 @@ _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
 
 
 def strip_keys_expr(col: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
-    """Remove ``"key": <string or null>`` members from JSON object text.
+    """Remove ``"key": <string or null>`` members from JSON object text that
+    has no escapes and no nested objects (see ``strip_keys`` for any text).
 
     One pass: a member after a comma goes with that comma, a first member
     with the comma after it. Inside a JSON string every quote is escaped, so
-    the pattern cannot match there. Keys spelled with escapes (``"\\u0069p"``)
-    are not seen by this: callers route text containing a backslash through a
-    real JSON parser."""
+    the pattern cannot match there."""
     names = "|".join(keys)
     member = rf'"(?:{names})"\s*:\s*(?:{_JSON_STRING}|null)'
     return col.str.replace_all(rf"\s*,\s*{member}|{member}\s*,?\s*", "")
+
+
+# text the pattern cannot judge: an escape anywhere (a key spelled "\u0069p"),
+# or an object inside the object (its keys are not top-level members)
+_NEEDS_PARSER = r"\\|[\s\S]\{"
+
+
+def strip_keys(values: pl.Series, keys: tuple[str, ...]) -> pl.Series:
+    """Top-level ``"key": <string or null>`` members removed from each JSON
+    object text (nested objects keep theirs). Each distinct text once: by the
+    pattern when it is plain, by a JSON parser otherwise."""
+    distinct = values.unique().drop_nulls()
+    hard = distinct.str.contains(_NEEDS_PARSER)
+    plain = distinct.filter(~hard)
+    parsed = distinct.filter(hard)
+    mapping = pl.DataFrame({
+        "v": pl.concat([plain, parsed]),
+        "out": pl.concat([pl.select(strip_keys_expr(pl.lit(plain), keys)).to_series().rename("v"),
+                          pl.Series("v", [_strip_parsed(t, keys) for t in parsed.to_list()], dtype=pl.String)]),
+    })
+    return _spread(values, mapping)
+
+
+def _strip_parsed(text: str, keys: tuple[str, ...]) -> str:
+    import json
+
+    import orjson
+
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:  # e.g. a lone surrogate escape: kept, escaped again
+        obj = json.loads(text)
+        dumps = lambda o: json.dumps(o, separators=(",", ":"))  # noqa: E731
+    else:
+        dumps = lambda o: orjson.dumps(o).decode()  # noqa: E731
+    if isinstance(obj, dict):
+        for k in keys:
+            if k in obj and (obj[k] is None or isinstance(obj[k], str)):
+                del obj[k]
+    return dumps(obj)
 
 
 def per_distinct(values: pl.Series, expr: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
@@ -153,7 +192,13 @@ def per_distinct(values: pl.Series, expr: Callable[[pl.Expr], pl.Expr]) -> pl.Se
     every row (nulls included). URLs, referrers and metadata repeat heavily, so
     the regular expressions run on a few hundred values instead of every row."""
     distinct = pl.DataFrame({"v": values.unique()})
-    mapped = distinct.with_columns(out=expr(pl.col("v")))
+    return _spread(values, distinct.with_columns(out=expr(pl.col("v"))))
+
+
+def _spread(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
+    """``values`` looked up in ``mapping`` (columns ``v`` -> ``out``); a value
+    not in it (or null without a null row) gives null."""
     return (pl.DataFrame({"v": values})
-            .join(mapped, on="v", how="left", maintain_order="left", nulls_equal=True)
+            .join(mapping.with_columns(pl.col("v").cast(values.dtype)), on="v", how="left",
+                  maintain_order="left", nulls_equal=True)
             .get_column("out").rename(values.name))

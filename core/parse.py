@@ -31,7 +31,7 @@ import xxhash
 from erp.core.diagnose import diagnose, too_large, truncated
 from erp.core.enrich import (
     UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, per_distinct, referrer_domain_expr,
-    strip_keys_expr,
+    strip_keys,
 )
 from erp.core.events import (
     BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, TENANT_REGEX, Chunk,
@@ -222,7 +222,7 @@ def _objects(checks: list[_Check]) -> tuple[list, list, list, list, list[int]]:
     for j, c in enumerate(checks):
         try:
             hot, ptext = _one_object(c.properties, _decode_hot, _NO_HOT, bytes.decode)
-            meta, mtext = _one_object(c.metadata, _decode_meta, _NO_META, _metadata_text)
+            meta, mtext = _one_object(c.metadata, _decode_meta, _NO_META, bytes.decode)
         except (_Invalid, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             bad.append(j)  # diagnose() says why (invalid UTF-8 inside an object is skipped by msgspec)
             hot, meta, ptext, mtext = _NO_HOT, _NO_META, "{}", "{}"
@@ -241,19 +241,6 @@ def _one_object(raw: msgspec.Raw, decode, empty, text) -> tuple:
     if b[:1] != b"{":
         raise _Invalid
     return decode(b), text(b)
-
-
-def _metadata_text(mb: bytes) -> str:
-    return mb.decode() if b"\\" not in mb else _strip_exact(mb)
-
-
-def _strip_exact(mb: bytes) -> str:
-    """Metadata with escapes (where a key could be spelled ``"\\u0069p"``): drop
-    the promoted keys by really parsing it."""
-    d = orjson.loads(mb)
-    for k in PROMOTED_METADATA:
-        d.pop(k, None)
-    return orjson.dumps(d).decode()
 
 
 def _free_form(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
@@ -281,9 +268,7 @@ def _free_form(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
     frame = pl.DataFrame({"properties": props, "metadata": meta}).select(
         properties=pl.when(pl.col("properties") == "null").then(empty).otherwise(pl.col("properties")),
         metadata=pl.when(pl.col("metadata") == "null").then(empty).otherwise(pl.col("metadata")))
-    escaped = frame.get_column("metadata").str.contains("\\", literal=True).arg_true().to_list()
-    return _hot_columns(frame.get_column("properties"),
-                        _with_exact_strips(frame.get_column("metadata"), escaped), hots, metas), []
+    return _hot_columns(frame.get_column("properties"), frame.get_column("metadata"), hots, metas), []
 
 
 def _hot_columns(properties: pl.Series, metadata: pl.Series, hots: list[_HotProps],
@@ -299,17 +284,6 @@ def _hot_columns(properties: pl.Series, metadata: pl.Series, hots: list[_HotProp
         "user_agent": pl.Series([m.user_agent for m in metas], dtype=pl.String),
         "country": pl.Series([m.country for m in metas], dtype=pl.String),
     }
-
-
-def _with_exact_strips(metadata: pl.Series, rows: list[int]) -> pl.Series:
-    """Metadata text with escapes (where a key could be spelled ``"\\u0069p"``):
-    drop the promoted keys of those rows by really parsing them."""
-    if not rows:
-        return metadata
-    values = metadata.to_list()
-    for i in rows:
-        values[i] = _strip_exact(values[i].encode())
-    return pl.Series(metadata.name, values, dtype=pl.String)
 
 
 def _free_form_by_row(checks: list[_Check]) -> tuple[dict[str, pl.Series], list[int]]:
@@ -446,7 +420,7 @@ def _enrich(ctx: ParseContext, ok: pl.DataFrame) -> pa.Table:
     ).with_columns(
         page_path=per_distinct(ok.get_column("page_url"), page_path_expr),
         referrer_domain=per_distinct(ok.get_column("referrer"), referrer_domain_expr),
-        metadata=per_distinct(ok.get_column("metadata"), lambda c: strip_keys_expr(c, PROMOTED_METADATA)),
+        metadata=strip_keys(ok.get_column("metadata"), PROMOTED_METADATA),
         _anon=anon_row,
     ).join(ua_df, on="user_agent", how="left", maintain_order="left")
 

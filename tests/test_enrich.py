@@ -13,7 +13,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erp.core.enrich import anonymize_ip, page_path_expr, per_distinct, strip_keys_expr
+from erp.core.enrich import anonymize_ip, page_path_expr, per_distinct, strip_keys, strip_keys_expr
 from erp.core.events import PROMOTED_METADATA
 
 
@@ -83,25 +83,52 @@ def test_page_path_matches_its_definition(urls: list[str | None]) -> None:
     assert got.to_list() == [reference_page_path(u) for u in urls]
 
 
-# JSON text without backslashes: the kind the key-stripping pattern handles
-# (text with a backslash goes through a real JSON parser instead)
-plain_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'),
+# JSON text without backslashes or nested objects: what the pattern itself handles
+plain_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\{'),
                      max_size=12)
 key_names = st.sampled_from(list(PROMOTED_METADATA) + ["sdk", "ipx", "x_ip", "user", "", "ip "]) | plain_text
 leaf = st.none() | st.booleans() | st.integers(-10**6, 10**6) | plain_text
-nested = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(plain_text.filter(lambda k: k not in PROMOTED_METADATA), inner, max_size=3),
-                      max_leaves=6)
 separators = st.sampled_from([(",", ":"), (", ", ": "), (" ,  ", " :\t"), (",\n", ":")])
 
 
-@settings(max_examples=1000, deadline=None)
-@given(st.dictionaries(key_names, nested, max_size=6), separators, st.sampled_from([None, 1]))
-def test_metadata_keys_are_stripped_like_a_parser_would(meta: dict, seps: tuple[str, str], indent) -> None:
+def without_top_level(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if not (k in PROMOTED_METADATA and (v is None or isinstance(v, str)))}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(key_names, leaf | st.lists(leaf, max_size=3), max_size=6), separators,
+       st.sampled_from([None, 1]))
+def test_the_pattern_strips_plain_objects_like_a_parser_would(meta: dict, seps: tuple[str, str], indent) -> None:
     text = json.dumps(meta, separators=seps, indent=indent, ensure_ascii=False)
     got = pl.select(strip_keys_expr(pl.lit(text), PROMOTED_METADATA)).item()
-    expected = {k: v for k, v in meta.items() if not (k in PROMOTED_METADATA and (v is None or isinstance(v, str)))}
-    assert json.loads(got) == expected, (text, got)
+    assert json.loads(got) == without_top_level(meta), (text, got)
+
+
+# any text: quotes, backslashes, braces, and promoted keys nested at any depth
+any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+any_key = st.sampled_from(list(PROMOTED_METADATA) + ["sdk", "ipx", "{", '"ip"']) | any_text
+any_leaf = st.none() | st.booleans() | st.integers(-10**6, 10**6) | any_text
+any_nested = st.recursive(any_leaf, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(any_key, inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.dictionaries(any_key, any_nested, max_size=6), min_size=1, max_size=8), separators,
+       st.sampled_from([None, 1]), st.booleans())
+def test_metadata_keys_are_stripped_like_a_parser_would(metas: list[dict], seps: tuple[str, str], indent,
+                                                        ascii_only: bool) -> None:
+    texts = [json.dumps(m, separators=seps, indent=indent, ensure_ascii=ascii_only) for m in metas]
+    got = strip_keys(pl.Series("metadata", texts + [None, texts[0]], dtype=pl.String), PROMOTED_METADATA)
+    assert got.name == "metadata"
+    assert got[-2] is None and got[-1] == got[0]
+    for m, text, out in zip(metas, texts, got.to_list()):
+        assert json.loads(out) == without_top_level(m), (text, out)
+
+
+def test_nested_objects_keep_keys_named_like_promoted_ones() -> None:
+    text = '{"ip": "1.2.3.4", "device": {"ip": "10.0.0.1", "user_agent": null}, "country": "FR"}'
+    got = strip_keys(pl.Series([text]), PROMOTED_METADATA).item()
+    assert json.loads(got) == {"device": {"ip": "10.0.0.1", "user_agent": None}}
 
 
 @settings(max_examples=300, deadline=None)

@@ -107,6 +107,8 @@ def test_hot_columns_and_ip_anonymisation(cfg, tmp_path, lake_dir):
               metadata={"sdk_version": "1.2.3", "ip": "198.51.100.200"}),
         # a key spelled with a JSON escape is still the "ip" key
         event(event_id="escaped", metadata={"\u0069p": "198.51.100.9", "note": "a \"quoted\" value"}),
+        # only top-level keys are promoted: a nested "ip" is the sender's own data
+        event(event_id="nested", metadata={"ip": "198.51.100.10", "proxy": {"ip": "edge-7", "country": None}}),
     ])
     # json.dumps writes "\u0069p" as plain "ip"; write the escape itself
     raw = src.read_bytes().replace(b'{"ip": "198.51.100.9"', b'{"\\u0069p": "198.51.100.9"')
@@ -114,7 +116,7 @@ def test_hot_columns_and_ip_anonymisation(cfg, tmp_path, lake_dir):
     assert b"\\u0069p" in raw
 
     r = ingest(cfg, [str(src)], now=NOW, workers=1)
-    assert (r.accepted, r.rejected) == (3, 0)
+    assert (r.accepted, r.rejected) == (4, 0)
     rows = by_id(read_events(lake_dir))
     pv, buy, esc = rows["pv"], rows["buy"], rows["escaped"]
 
@@ -136,10 +138,13 @@ def test_hot_columns_and_ip_anonymisation(cfg, tmp_path, lake_dir):
     assert esc["ip"] == "198.51.100.0"
     assert json.loads(esc["metadata"]) == {"note": 'a "quoted" value'}
 
+    assert rows["nested"]["ip"] == "198.51.100.0"
+    assert json.loads(rows["nested"]["metadata"]) == {"proxy": {"ip": "edge-7", "country": None}}
+
     # the full addresses are stored nowhere: not in any column of any stored file
     stored = [row for f in lake_files(lake_dir, "events") for row in pq.read_table(f).to_pylist()]
-    assert len(stored) == 3
-    for full in (ip, "198.51.100.200", "198.51.100.9"):
+    assert len(stored) == 4
+    for full in (ip, "198.51.100.200", "198.51.100.9", "198.51.100.10"):
         for row in stored:
             assert not any(isinstance(v, str) and full in v for v in row.values()), (full, row)
 
