@@ -9,7 +9,7 @@ import base64
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import xxhash
@@ -116,27 +116,39 @@ class ParseContext:
         return self.tenant_rules.get(tenant, self.default_rules)
 
 
+class ChunkRef(NamedTuple):
+    """Where a parser process reads a chunk's bytes itself (see ``erp.core.handoff``),
+    and what it checks them against: the file's inode and a digest of the chunk's
+    last bytes as the reader saw them (up to 4 KiB, always ending in a newline)."""
+
+    path: str
+    start: int
+    length: int
+    inode: int
+    end_digest: int
+
+
 @dataclass
 class Chunk:
-    """A block of complete lines from one source."""
+    """A block of complete lines from one source. Lines are numbered from 1
+    within the chunk (in ``oversized`` and in what the parser rejects); the
+    ingest process, which sees the chunks of a source in order, turns them
+    into line numbers of the source."""
 
     source: str
-    first_line: int
     data: bytes
     end_offset: int
-    #: (line number, kept head of the raw line, full length) for lines longer
-    #: than the reader could hold; they are rejected as line_too_large.
+    #: (line number in the chunk, kept head of the raw line, full length) for lines
+    #: longer than the reader could hold; they are rejected as line_too_large.
     oversized: list[tuple[int, bytes, int]] = field(default_factory=list)
     #: set when the source ended in the middle of this chunk's last line
     truncated: bool = False
     #: the stream's last bytes before ``end_offset`` (at most 4 KiB) when they are
-    #: not in ``data`` (an oversized line); the input ledger checks a grown file with them
+    #: not in ``data`` (an oversized line, or a chunk left for the parser to read);
+    #: the input ledger checks a grown file with them
     tail: bytes | None = None
-    #: the number of newlines in ``data`` when the reader counted them already
-    newlines: int | None = None
-    #: (path, offset, length, xxh3-64 digest) when ``data`` is left for the parser
-    #: process to read from a local file itself (see ``erp.core.handoff``)
-    ref: tuple[str, int, int, int] | None = None
+    #: set when ``data`` is left for the parser process to read from a local file itself
+    ref: ChunkRef | None = None
 
 
 @dataclass

@@ -2,9 +2,12 @@
 on the same machine without pushing every byte through a pipe.
 
 - **In**: a chunk of a plain local file is sent as a reference (path, offset,
-  length and an xxh3 digest of the bytes the reader saw); the parser reads
-  those bytes itself and refuses them if they differ (the file was rewritten
-  in place meanwhile), so what it parses is exactly what the reader counted.
+  length, the file's inode and an xxh3 digest of the chunk's last bytes — up
+  to 4 KiB ending in the newline the reader cut at). The reader only reads
+  around each chunk's end to find that newline; the parser reads the chunk
+  itself and refuses it if the file was replaced, is shorter now, or its end
+  differs (rewritten in place meanwhile), so chunks still meet at line ends
+  and the input ledger's hash of the bytes before its offset still holds.
 - **Out**: a parser writes its Arrow table as an IPC file into a folder in
   shared memory (``/dev/shm``); the ingest process memory-maps it and unlinks
   it, so the table is not pickled, piped and copied again. Where shared memory
@@ -24,7 +27,7 @@ from dataclasses import replace
 import pyarrow as pa
 import xxhash
 
-from erp.core.events import Chunk, ChunkResult
+from erp.core.events import Chunk, ChunkRef, ChunkResult
 
 SHM_ROOT = "/dev/shm"
 _PREFIX = "erp-ingest-"
@@ -34,25 +37,39 @@ class ChunkChanged(Exception):
     """The bytes at a chunk's place in its file are not the ones the reader saw."""
 
 
+#: How many bytes at a chunk's end its reference checks.
+CHECKED_BYTES = 4096
+
+
+def reference(path: str, start: int, length: int, inode: int, last_bytes: bytes) -> ChunkRef:
+    """A reference to ``length`` bytes of ``path`` at ``start`` whose end the reader
+    saw as ``last_bytes`` (at least the chunk's last ``CHECKED_BYTES``, or all of it)."""
+    checked = last_bytes[-min(length, CHECKED_BYTES):]
+    return ChunkRef(path, start, length, inode, xxhash.xxh3_64_intdigest(checked))
+
+
 def detach(chunk: Chunk, path: str) -> Chunk:
     """``chunk`` without its bytes, to be read again from ``path`` by the parser."""
     data = chunk.data
     start = chunk.end_offset - len(data)
-    return replace(chunk, data=b"", ref=(path, start, len(data), xxhash.xxh3_64_intdigest(data)))
+    return replace(chunk, data=b"", ref=reference(path, start, len(data), os.stat(path).st_ino, data))
 
 
 def attach(chunk: Chunk) -> Chunk:
     """The chunk with its bytes read back from the file it refers to."""
-    if chunk.ref is None:
+    ref = chunk.ref
+    if ref is None:
         return chunk
-    path, start, length, digest = chunk.ref
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(ref.path, os.O_RDONLY)
     try:
-        data = os.pread(fd, length, start)
+        inode = os.fstat(fd).st_ino
+        data = os.pread(fd, ref.length, ref.start)
     finally:
         os.close(fd)
-    if len(data) != length or xxhash.xxh3_64_intdigest(data) != digest:
-        raise ChunkChanged(f"{chunk.source} changed while it was being read (bytes {start}-{start + length} "
+    checked = data[-min(ref.length, CHECKED_BYTES):]
+    if inode != ref.inode or len(data) != ref.length or xxhash.xxh3_64_intdigest(checked) != ref.end_digest:
+        end = ref.start + ref.length
+        raise ChunkChanged(f"{chunk.source} changed while it was being read (bytes {ref.start}-{end} "
                            "differ); run erp ingest again once it is no longer rewritten")
     return replace(chunk, data=data, ref=None)
 

@@ -31,7 +31,7 @@ from erp.core.handoff import ChunkChanged, detach, remove_results_dir, results_d
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
 from erp.core.lake import Commit, Lake, hive_path, new_batch_id, split_runs
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
-from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks
+from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks, scan_chunks
 from erp.core.tenants import validate_tenant_id
 
 ProgressFn = Callable[[int, int], None]  # (bytes read so far, events parsed so far)
@@ -189,8 +189,9 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
             shared = results_dir()
             own_pool = executor = ProcessPoolExecutor(
                 max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker, initargs=(ctx, shared))
+        job.line_at.update((src.key, line) for src, _, line in plan)
         try:
-            job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes), executor,
+            job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes, by_reference=own_pool is not None), executor,
                     max_inflight=max(2, 2 * n_workers), commit_events=ing.commit_events,
                     progress=progress, remote_ctx=own_pool is None)
         finally:
@@ -247,22 +248,26 @@ def _bytes_before(src: Source, offset: int) -> bytes | None:
 @dataclass
 class _ChunkMeta:
     """What the main process keeps of a chunk it sent to a parser: where the
-    ledger may resume the source after it (line number, byte offset, and the
-    hash of the bytes before that offset)."""
+    ledger may resume the source after it (byte offset and the hash of the
+    bytes before it; the line number follows once the parser counted the lines)."""
 
     source: Source
-    next_line: int
+    partial: bool  # the chunk ends in a line without its newline (the ledger resumes at its start)
     tail: str
     offset: int
 
 
-def _stream(plan: list[tuple[Source, int, int]], chunk_bytes: int,
-            max_line_bytes: int) -> Iterator[tuple[Source, Chunk] | _SourceEnd]:
-    for src, offset, line in plan:
+def _stream(plan: list[tuple[Source, int, int]], chunk_bytes: int, max_line_bytes: int, *,
+            by_reference: bool) -> Iterator[tuple[Source, Chunk] | _SourceEnd]:
+    """The chunks of every source in order. With ``by_reference`` (our own parser
+    processes on this machine), a plain local file is only scanned for chunk
+    ends and each parser reads its chunk itself."""
+    for src, offset, _ in plan:
         error = None
+        scan = by_reference and src.regular_file and not src.compressed
         try:
-            for chunk in read_chunks(src, chunk_bytes=chunk_bytes, max_line_bytes=max_line_bytes,
-                                     start_offset=offset, start_line=line):
+            for chunk in (scan_chunks if scan else read_chunks)(
+                    src, chunk_bytes=chunk_bytes, max_line_bytes=max_line_bytes, start_offset=offset):
                 yield src, chunk
         except SourceReadError as exc:
             error = str(exc)
@@ -279,6 +284,7 @@ class _Job:
         self.source_lines: Counter = Counter()
         self.latest: dict[str, LedgerEntry] = {}  # newest position per source, committed or not
         self.tails: dict[str, bytes] = {}  # last TAIL_BYTES read per source
+        self.line_at: dict[str, int] = {}  # line number of the next chunk's first line, per source
         self.changed: dict[str, str] = {}  # sources rewritten while being read -> the error
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-commit")
         self._writing: Future | None = None
@@ -296,7 +302,7 @@ class _Job:
                     inflight.append((meta, parse_chunk(self.ctx, chunk)))
                 elif remote_ctx:  # a caller's executor (e.g. Dask): send the context along
                     inflight.append((meta, executor.submit(parse_chunk, self.ctx, chunk)))
-                else:  # our own parser processes: a plain local file is read again there
+                else:  # our own parser processes: a plain local file is read (again) there
                     local = chunk.data and src.regular_file and not src.compressed
                     inflight.append((meta, executor.submit(parse_chunk_in_worker,
                                                            detach(chunk, src.key) if local else chunk)))
@@ -333,9 +339,9 @@ class _Job:
             resume = _roll(before, data, cut)
             offset -= len(data) - cut
         self.tails[src.key] = stream
-        newlines = chunk.newlines if chunk.newlines is not None else data.count(b"\n")
-        next_line = chunk.first_line + newlines + len(chunk.oversized)
-        return _ChunkMeta(src, next_line, tail_hash(resume), offset)
+        # the ledger's line number is that of the line it resumes at: an unfinished last line's own
+        partial = bool(data) and not data.endswith(b"\n")
+        return _ChunkMeta(src, partial, tail_hash(resume), offset)
 
     def _consume(self, item: tuple[_ChunkMeta, Future | ChunkResult] | _SourceEnd, commit_events: int,
                  progress: ProgressFn | None) -> None:
@@ -350,6 +356,11 @@ class _Job:
             self.changed.setdefault(src.key, str(exc))
         if src.key in self.changed:
             return  # from the first changed chunk on, the source is read again next run
+        first = self.line_at.get(src.key, 1)  # the chunk's lines are numbered from 1 within it
+        if first != 1:
+            for rej in res.rejected:
+                rej.line += first - 1
+        self.line_at[src.key] = first + res.lines
         r = self.result
         r.lines += res.lines
         r.blank += res.blank
@@ -359,7 +370,7 @@ class _Job:
             self.pending.tables.append(res.table)
             self.pending.events += res.table.num_rows
         self.pending.rejected.extend(res.rejected)
-        self._note_position(src, meta.offset, meta.next_line, meta.tail, done=False)
+        self._note_position(src, meta.offset, first + res.lines - meta.partial, meta.tail, done=False)
         if progress is not None:
             progress(r.bytes, r.lines)
         if self.pending.events >= commit_events:

@@ -143,7 +143,7 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
         checks, keep = [], []
         for i in range(n_lines):
             r = raw(i)
-            line_no = chunk.first_line + i
+            line_no = i + 1
             if not r or r.isspace():
                 blank += 1
                 continue
@@ -167,7 +167,7 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
         table, bad_rows = _build(ctx, checks, lambda j: raw(int(good[j])))
         for j in bad_rows:
             i = int(good[j])
-            rejected.append(diagnose(ctx, chunk.source, chunk.first_line + i, raw(i)))
+            rejected.append(diagnose(ctx, chunk.source, i + 1, raw(i)))
     # oversized lines are not in ``data`` but are lines of the input all the same
     return ChunkResult(source=chunk.source, end_offset=chunk.end_offset, lines=n_lines + len(chunk.oversized),
                        blank=blank, bytes=len(data), table=table, rejected=rejected)

@@ -15,6 +15,7 @@ import fsspec
 
 from erp.core.errors import InputError
 from erp.core.events import Chunk
+from erp.core.handoff import reference
 
 #: Bytes of the stream before a position that the input ledger hashes (see ``Chunk.tail``).
 TAIL_BYTES = 4096
@@ -162,8 +163,7 @@ class SourceReadError(Exception):
     """Raised (after the readable chunks) when a source fails mid-way."""
 
 
-def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_offset: int = 0,
-                start_line: int = 1) -> Iterator[Chunk]:
+def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_offset: int = 0) -> Iterator[Chunk]:
     """Yield line-aligned chunks. Offsets count bytes of the (decompressed) stream.
 
     A line longer than the chunk size and ``max_line_bytes`` is not held in
@@ -178,7 +178,6 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
     except OSError as exc:
         raise SourceReadError(f"cannot open: {exc.strerror or exc}") from exc
     offset = 0
-    line = start_line
     carry = b""
     try:
         if start_offset:
@@ -191,15 +190,14 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                 buf = carry + block
                 cut = buf.rfind(b"\n") + 1
                 if cut:
-                    yield Chunk(src.display, line, buf[:cut], offset + cut)
+                    yield Chunk(src.display, buf[:cut], offset + cut)
                     offset += cut
-                    line += buf.count(b"\n", 0, cut)
                 if cut < len(buf):
-                    yield Chunk(src.display, line, buf[cut:], offset + len(buf) - cut, truncated=True)
+                    yield Chunk(src.display, buf[cut:], offset + len(buf) - cut, truncated=True)
                 raise SourceReadError(_describe(error)) from error
             if not block:
                 if carry:
-                    yield Chunk(src.display, line, carry, offset + len(carry))
+                    yield Chunk(src.display, carry, offset + len(carry))
                 return
             nl = block.rfind(b"\n")
             if nl != -1:  # the common case: one copy (carry + the block up to its last newline)
@@ -209,9 +207,7 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                     data = block if nl == len(block) - 1 else block[:nl + 1]
                 carry = block[nl + 1:]
                 offset += len(data)
-                newlines = data.count(b"\n")
-                yield Chunk(src.display, line, data, offset, newlines=newlines)
-                line += newlines
+                yield Chunk(src.display, data, offset)
                 continue
             buf = carry + block if carry else block
             cut = buf.rfind(b"\n")
@@ -227,7 +223,7 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                     nxt, error = _read_block(f, chunk_bytes)
                     if error is not None:
                         offset += total + len(nxt)
-                        yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total + len(nxt))],
+                        yield Chunk(src.display, b"", offset, oversized=[(1, head, total + len(nxt))],
                                     tail=(tail + nxt)[-TAIL_BYTES:])
                         raise SourceReadError(_describe(error)) from error
                     if not nxt:
@@ -243,19 +239,83 @@ def read_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int, start_off
                     tail = (tail + nxt)[-TAIL_BYTES:]
                 # the line's length excludes its newline (as for lines read whole); the offset includes it
                 offset += total + newline
-                yield Chunk(src.display, line, b"", offset, oversized=[(line, head, total)], tail=tail)
-                line += 1
+                yield Chunk(src.display, b"", offset, oversized=[(1, head, total)], tail=tail)
                 carry = rest
                 continue
             data = buf[:cut + 1]
             carry = buf[cut + 1:]
             offset += len(data)
-            newlines = data.count(b"\n")
-            yield Chunk(src.display, line, data, offset, newlines=newlines)
-            line += newlines
+            yield Chunk(src.display, data, offset)
     finally:
         if src.stream is None:
             f.close()
+
+
+#: How many bytes the scanner reads at a time, backwards from a chunk's end, to find its last newline.
+SCAN_WINDOW = 64 * 1024
+
+
+def scan_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int,
+                start_offset: int = 0) -> Iterator[Chunk]:
+    """The chunks ``read_chunks`` would give for a regular local file, without
+    reading them: only the bytes just before each chunk's end are read, to
+    cut it at its last newline, and the chunk goes out as a reference that a
+    parser process reads itself (``erp.core.handoff``). The file is read up
+    to its size when the scan starts. A chunk without any newline (a line
+    longer than a chunk) hands the rest of the file to ``read_chunks``."""
+    try:
+        fd = os.open(src.key, os.O_RDONLY)
+    except OSError as exc:
+        raise SourceReadError(f"cannot open: {exc.strerror or exc}") from exc
+    offset = start_offset
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        if offset > size:
+            raise SourceReadError(f"input is shorter than the {offset} bytes already ingested")
+        while offset < size:
+            end = min(offset + chunk_bytes, size)
+            cut, before = _last_newline(fd, offset, end)
+            if cut == -1:
+                if end < size:
+                    break  # a line longer than a chunk: read_chunks keeps its head only
+                yield Chunk(src.display, _pread_exact(fd, size - offset, offset), size)
+                return
+            if len(before) < min(cut, TAIL_BYTES):
+                before = _pread_exact(fd, min(cut, TAIL_BYTES), cut - min(cut, TAIL_BYTES))
+            tail = before[-TAIL_BYTES:]
+            yield Chunk(src.display, b"", cut, tail=tail,
+                        ref=reference(src.key, offset, cut - offset, st.st_ino, tail))
+            offset = cut
+            if end == size and cut < size:  # a last line without its newline
+                yield Chunk(src.display, _pread_exact(fd, size - cut, cut), size)
+                return
+        else:
+            return
+    finally:
+        os.close(fd)
+    yield from read_chunks(src, chunk_bytes=chunk_bytes, max_line_bytes=max_line_bytes, start_offset=offset)
+
+
+def _last_newline(fd: int, start: int, end: int) -> tuple[int, bytes]:
+    """The offset just after the last newline in ``[start, end)`` (-1 if none),
+    and the bytes read from there back (at least what the last read gave)."""
+    hi = end
+    while hi > start:
+        lo = max(start, hi - SCAN_WINDOW)
+        block = _pread_exact(fd, hi - lo, lo)
+        nl = block.rfind(b"\n")
+        if nl != -1:
+            return lo + nl + 1, block[:nl + 1]
+        hi = lo
+    return -1, b""
+
+
+def _pread_exact(fd: int, n: int, offset: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    if len(data) != n:
+        raise SourceReadError(f"the file became shorter while it was being read (at byte {offset + len(data)})")
+    return data
 
 
 def _read_block(f: IO[bytes], n: int) -> tuple[bytes, BaseException | None]:

@@ -12,20 +12,22 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import make_config, read_events
-from erp.core import handoff, ingest as ingest_mod
+from erp.core import handoff, sources as sources_mod
 from erp.core.events import Chunk, ChunkResult
 from erp.core.generate import generate_events
 from erp.core.handoff import ChunkChanged, attach, detach, put_table, take_table
 from erp.core.ingest import ingest
 from erp.core.ledger import Ledger
+from erp.core.sources import _local, read_chunks, scan_chunks
 from erp.core.lake import Lake
 
 
 def _chunk(path: Path, start: int, end: int) -> Chunk:
     data = path.read_bytes()[start:end]
-    return Chunk(source=str(path), first_line=1, data=data, end_offset=end, newlines=data.count(b"\n"))
+    return Chunk(source=str(path), data=data, end_offset=end)
 
 
 def test_a_detached_chunk_reads_back_the_same_bytes(tmp_path):
@@ -88,25 +90,22 @@ def test_folders_of_dead_runs_are_swept_and_live_ones_kept(tmp_path, monkeypatch
 
 def test_a_file_rewritten_during_ingest_fails_that_source_and_a_rerun_completes(tmp_path, monkeypatch):
     """The parser finds that the bytes of the second chunk changed under it (here
-    the reader's digest of that chunk is made not to match, as if the file had
-    been rewritten in place between the two reads): the source is reported
-    failed, the ledger stays before that chunk, and the next run finishes the
-    file with every event once."""
+    the reader's digest of that chunk's end is made not to match, as if the file
+    had been rewritten in place between the scan and the parser's read): the
+    source is reported failed, the ledger stays before that chunk, and the next
+    run finishes the file with every event once."""
     src = tmp_path / "events.ndjson"
     generate_events(src, events=6000, tenants=3, days=5, seed=7)
     lines = src.read_bytes().count(b"\n")
     cfg = make_config(tmp_path, **{"ingest.chunk_bytes": 256 * 1024, "ingest.commit_events": 1000})
-    real_detach, calls = handoff.detach, []
+    real_reference, calls = sources_mod.reference, []
 
-    def changed_on_second(chunk: Chunk, path: str) -> Chunk:
-        sent = real_detach(chunk, path)
+    def changed_on_second(*args):
+        ref = real_reference(*args)
         calls.append(1)
-        if len(calls) == 2:
-            p, start, length, digest = sent.ref
-            sent = replace(sent, ref=(p, start, length, digest ^ 1))
-        return sent
+        return ref._replace(end_digest=ref.end_digest ^ 1) if len(calls) == 2 else ref
 
-    monkeypatch.setattr(ingest_mod, "detach", changed_on_second)
+    monkeypatch.setattr(sources_mod, "reference", changed_on_second)
     first = ingest(cfg, [str(src)], workers=2)
     [status] = first.sources
     assert status.status == "failed" and "changed while it was being read" in status.detail
@@ -114,7 +113,7 @@ def test_a_file_rewritten_during_ingest_fails_that_source_and_a_rerun_completes(
     assert entry is None or not entry.done
     assert first.accepted + first.rejected + first.duplicates < lines
 
-    monkeypatch.setattr(ingest_mod, "detach", real_detach)
+    monkeypatch.setattr(sources_mod, "reference", real_reference)
     second = ingest(cfg, [str(src)], workers=2)
     assert [s.status for s in second.sources] in (["ingested"], ["resumed"])
     stored = read_events(tmp_path / "lake")
@@ -157,3 +156,63 @@ def test_a_named_pipe_among_files_is_read_through_the_pipe_not_again(tmp_path):
     stored = read_events(tmp_path / "lake")
     assert stored.filter(stored["event_id"].str.starts_with("p")).height == 2000
     assert r.accepted + r.rejected == (folder / "a.ndjson").read_bytes().count(b"\n") + 2000
+
+
+# --- scanning a file for chunk ends without reading it -----------------------------
+
+lines_st = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"x"))
+                    | st.integers(90, 400).map(lambda n: b"L" * n),  # lines longer than a chunk
+                    max_size=40)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines_st, st.booleans(), st.integers(8, 120), st.integers(0, 60), st.sampled_from([7, 64 * 1024]))
+def test_scanned_chunks_are_the_chunks_read_whole(tmp_path, monkeypatch, lines, newline_at_end, chunk_bytes, start,
+                                                  window):
+    """The same lines (and oversized lines) as reading the file whole, every
+    chunk but the last ending at a newline, and true tails, for any line lengths
+    (empty, longer than a chunk or than the line limit, none at all), a last
+    line without its newline, and a resumed start. Where a line is longer than
+    a chunk the scanner hands over to the reader, so chunk ends may differ."""
+    body = b"\n".join(lines) + (b"\n" if newline_at_end and lines else b"")
+    path = tmp_path / f"in-{len(body)}-{chunk_bytes}.ndjson"
+    path.write_bytes(body)
+    src = _local(str(path))
+    start = min(start, len(body))
+    if start and body[start - 1:start] != b"\n":
+        start = body.rfind(b"\n", 0, start) + 1  # the ledger resumes at line starts only
+    opts = dict(chunk_bytes=chunk_bytes, max_line_bytes=100, start_offset=start)
+    monkeypatch.setattr(sources_mod, "SCAN_WINDOW", window)  # small: chunk ends found over several reads
+    whole = list(read_chunks(src, **opts))
+    scanned = [attach(c) for c in scan_chunks(src, **opts)]
+    assert _lines(scanned) == _lines(whole)
+    assert [c.end_offset for c in scanned][-1:] == [c.end_offset for c in whole][-1:]
+    assert all(a < b for a, b in zip([start] + [c.end_offset for c in scanned], [c.end_offset for c in scanned]))
+    for c in scanned[:-1]:
+        assert c.oversized or c.data.endswith(b"\n")
+    for c in scanned:
+        if c.tail is not None and not c.oversized:
+            assert c.tail == body[max(0, c.end_offset - 4096):c.end_offset]
+
+
+def _lines(chunks: list[Chunk], limit: int = 100) -> list:
+    """Each line, or ("too large", length) for one the parser rejects as too
+    large (whether the reader kept its head only or passed it whole)."""
+    out: list = []
+    for c in chunks:
+        lines = c.data.split(b"\n")[:-1] if c.data.endswith(b"\n") else c.data.split(b"\n") if c.data else []
+        out += [line if len(line) <= limit else ("too large", len(line)) for line in lines]
+        out += [("too large", length) for _, _, length in c.oversized]
+    return out
+
+
+def test_a_scanned_chunk_of_a_replaced_file_is_refused(tmp_path):
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(b'{"a":1}\n{"b":2}\n')
+    [chunk] = scan_chunks(_local(str(path)), chunk_bytes=1024, max_line_bytes=1024)
+    assert chunk.data == b"" and chunk.ref is not None
+    replacement = tmp_path / "new.ndjson"
+    replacement.write_bytes(b'{"a":1}\n{"b":2}\n')  # the same bytes, another file
+    os.replace(replacement, path)
+    with pytest.raises(ChunkChanged):
+        attach(chunk)
