@@ -193,14 +193,13 @@ def test_kill_9_at_random_and_chosen_moments_then_finish(tmp_path, workload):
         moments = [lambda: _staged_events(lake), lambda: _intent(lake), lambda: _ledger_files(lake) >= 3]
         for cond in moments:
             kills += kill_when(start(cwd, src, lake), cond)
-        # random moments
+        # random moments (a run that is done by then is simply not interrupted)
         rng = random.Random(20261124)
         for _ in range(2):
             proc = start(cwd, src, lake)
-            time.sleep(rng.uniform(0.8, 3.0))
+            time.sleep(rng.uniform(0.5, 2.0))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                kills += 1
             proc.wait()
             for f in visible_files(lake):
                 check_readable(f)
@@ -210,7 +209,7 @@ def test_kill_9_at_random_and_chosen_moments_then_finish(tmp_path, workload):
         reader.stop.set()
         reader.join()
     assert reader.errors == []
-    assert kills >= 3, "the ingest finished before it could be interrupted; enlarge the input"
+    assert kills == 3, "the ingest finished before a chosen moment came; enlarge the input"
     assert len(reader.seen) > 0
     assert_final_state(lake, workload)
 
