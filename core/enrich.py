@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Callable
 
 import polars as pl
 
@@ -154,18 +153,16 @@ _NEEDS_PARSER = r"\\|[\s\S]\{"
 
 def strip_keys(values: pl.Series, keys: tuple[str, ...]) -> pl.Series:
     """Top-level ``"key": <string or null>`` members removed from each JSON
-    object text (nested objects keep theirs). Each distinct text once: by the
-    pattern when it is plain, by a JSON parser otherwise."""
-    distinct = values.unique().drop_nulls()
-    hard = distinct.str.contains(_NEEDS_PARSER)
-    plain = distinct.filter(~hard)
-    parsed = distinct.filter(hard)
-    mapping = pl.DataFrame({
-        "v": pl.concat([plain, parsed]),
-        "out": pl.concat([pl.select(strip_keys_expr(pl.lit(plain), keys)).to_series().rename("v"),
-                          pl.Series("v", [_strip_parsed(t, keys) for t in parsed.to_list()], dtype=pl.String)]),
-    })
-    return _spread(values, mapping)
+    object text (nested objects keep theirs): by the pattern when the text is
+    plain, by a JSON parser otherwise. Callers pass distinct texts: this does
+    not look for repeats."""
+    hard = values.str.contains(_NEEDS_PARSER).fill_null(False)
+    out = pl.select(strip_keys_expr(pl.lit(values), keys)).to_series()
+    rows = hard.arg_true().to_list()
+    if rows:
+        texts = values.gather(rows).to_list()
+        out = out.scatter(rows, pl.Series([_strip_parsed(t, keys) for t in texts], dtype=pl.String))
+    return out.rename(values.name)
 
 
 def _strip_parsed(text: str, keys: tuple[str, ...]) -> str:
@@ -185,20 +182,3 @@ def _strip_parsed(text: str, keys: tuple[str, ...]) -> str:
             if k in obj and (obj[k] is None or isinstance(obj[k], str)):
                 del obj[k]
     return dumps(obj)
-
-
-def per_distinct(values: pl.Series, expr: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
-    """``expr`` applied to each distinct value of ``values`` once, spread back to
-    every row (nulls included). URLs, referrers and metadata repeat heavily, so
-    the regular expressions run on a few hundred values instead of every row."""
-    distinct = pl.DataFrame({"v": values.unique()})
-    return _spread(values, distinct.with_columns(out=expr(pl.col("v"))))
-
-
-def _spread(values: pl.Series, mapping: pl.DataFrame) -> pl.Series:
-    """``values`` looked up in ``mapping`` (columns ``v`` -> ``out``); a value
-    not in it (or null without a null row) gives null."""
-    return (pl.DataFrame({"v": values})
-            .join(mapping.with_columns(pl.col("v").cast(values.dtype)), on="v", how="left",
-                  maintain_order="left", nulls_equal=True)
-            .get_column("out").rename(values.name))

@@ -13,7 +13,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erp.core.enrich import anonymize_ip, page_path_expr, per_distinct, strip_keys, strip_keys_expr
+from erp.core.enrich import anonymize_ip, page_path_expr, strip_keys, strip_keys_expr
 from erp.core.events import PROMOTED_METADATA
 
 
@@ -129,14 +129,3 @@ def test_nested_objects_keep_keys_named_like_promoted_ones() -> None:
     text = '{"ip": "1.2.3.4", "device": {"ip": "10.0.0.1", "user_agent": null}, "country": "FR"}'
     got = strip_keys(pl.Series([text]), PROMOTED_METADATA).item()
     assert json.loads(got) == {"device": {"ip": "10.0.0.1", "user_agent": None}}
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.none() | st.sampled_from(["https://a.example/x?q", "/p#f", "http://b/", ""]) | url_text,
-                max_size=30))
-def test_per_distinct_equals_applying_to_every_row(urls: list[str | None]) -> None:
-    col = pl.Series("u", urls, dtype=pl.String)
-    direct = pl.DataFrame({"u": col}).select(page_path_expr(pl.col("u"))).to_series()
-    spread = per_distinct(col, page_path_expr)
-    assert spread.to_list() == direct.to_list()
-    assert spread.name == "u"
