@@ -74,6 +74,38 @@ def attach(chunk: Chunk) -> Chunk:
     return replace(chunk, data=data, ref=None)
 
 
+def exit_with(pid: int) -> None:
+    """End this process as soon as process ``pid`` ends.
+
+    A parser process waits on a queue whose pipe it holds both ends of, so it
+    never sees the ingest process die; after ``kill -9`` of ``erp ingest`` the
+    parsers (and the fork server, which waits for them) would stay forever.
+    A daemon thread waits on a pidfd of the ingest process (polls once a second
+    where pidfds are missing) and exits the process."""
+    import threading
+
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            import select
+
+            select.select([fd], [], [])  # readable once the process has ended
+        else:
+            import time
+
+            while _alive(pid):
+                time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="erp-exit-with-ingest", daemon=True).start()
+
+
 def results_dir() -> str | None:
     """A fresh folder in shared memory for this process's parser results (None if
     there is no usable shared memory); stale folders of dead runs are removed."""

@@ -188,7 +188,8 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
         if executor is None and n_workers > 1 and not small and plan:
             shared = results_dir()
             own_pool = executor = ProcessPoolExecutor(
-                max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker, initargs=(ctx, shared))
+                max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker,
+                initargs=(ctx, shared, os.getpid()))
         job.line_at.update((src.key, line) for src, _, line in plan)
         try:
             job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes, by_reference=own_pool is not None), executor,

@@ -36,7 +36,7 @@ from erp.core.events import (
     BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, TENANT_REGEX, Chunk,
     ChunkResult, ParseContext, Rejected, generated_id, parse_time, schema_validator,
 )
-from erp.core.handoff import attach, put_table
+from erp.core.handoff import attach, exit_with, put_table
 
 _US = 1_000_000
 _DAY_US = 86_400 * _US
@@ -93,11 +93,14 @@ _CTX: ParseContext | None = None
 _RESULTS: str | None = None
 
 
-def init_worker(ctx: ParseContext, results: str | None = None) -> None:
+def init_worker(ctx: ParseContext, results: str | None = None, ingest_pid: int | None = None) -> None:
     """Process-pool initializer: install the context once per parser process, and
-    the shared-memory folder results go through (None: inline)."""
+    the shared-memory folder results go through (None: inline). The parser ends
+    when the ingest process ``ingest_pid`` does, however it ended (kill -9)."""
     global _CTX, _RESULTS
     _CTX, _RESULTS = ctx, results
+    if ingest_pid is not None:
+        exit_with(ingest_pid)
 
 
 def parse_chunk_in_worker(chunk: Chunk) -> ChunkResult:

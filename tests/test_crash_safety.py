@@ -219,11 +219,52 @@ def test_kill_9_at_random_and_chosen_moments_then_finish(tmp_path, workload):
     assert [s["status"] for s in out["sources"]] == ["skipped"] and out["accepted"] == 0
 
 
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, parent in parents.items() if parent == p]
+        found.update(kids)
+        todo += kids
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_with_parallel_parsers(tmp_path, workload):
+    """... and the parser processes (and their fork server) end with it instead
+    of waiting forever for work from a process that is gone."""
     cwd = project(tmp_path / "p", workers=2, chunk_bytes="256KiB", commit_events=5000)
     lake = tmp_path / "lake"
     src = workload["src"]
-    assert kill_when(start(cwd, src, lake), lambda: _ledger_files(lake) >= 1)
+    proc = start(cwd, src, lake)
+    helpers: set[int] = set()
+
+    def first_commit() -> bool:
+        helpers.update(_descendants(proc.pid))
+        return _ledger_files(lake) >= 1
+
+    assert kill_when(proc, first_commit)
+    assert len(helpers) >= 3, helpers  # the fork server and two parsers
+    deadline = time.monotonic() + 15
+    while any(_running(p) for p in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in helpers if _running(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, "parser processes outlived the killed ingest"
     code, out, err = run(cwd, src, lake)
     assert code == 0, err
     assert out["lines"] < EVENTS  # it resumed instead of reading everything again
