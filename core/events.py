@@ -251,7 +251,7 @@ def parse_time(value: Any) -> int:
         return int(value * 1000)
     if isinstance(value, str):
         try:
-            dt = datetime.fromisoformat(value)
+            dt = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)  # RFC 3339 allows "z"
         except ValueError:
             raise ValueError(f"unparseable timestamp {value[:64]!r}; use ISO-8601 such as "
                              "2026-09-01T12:00:00Z or epoch milliseconds") from None

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from erp.core.diagnose import diagnose, too_large, truncated
@@ -181,10 +182,9 @@ def _times(col: pl.Series) -> pl.Series:
     """Text or epoch-ms text -> epoch microseconds (Int64); null where unparseable."""
     if col.null_count() == col.len():
         return pl.Series(col.name, [None] * col.len(), dtype=pl.Int64)
-    # the common form (what SDKs send: 2026-09-01T10:00:00.123Z) in one pass
-    fast = col.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
-    if fast.null_count() == col.null_count():
-        return fast.dt.epoch("us").rename(col.name)
+    fast = _sdk_form(col)
+    if fast is not None:
+        return fast
     norm = col.str.replace(r"[Zz]$", "+00:00")
     numeric = col.str.contains(r"^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$")
     ms = pl.when(numeric).then(col.cast(pl.Float64, strict=False))
@@ -193,10 +193,14 @@ def _times(col: pl.Series) -> pl.Series:
     df = pl.DataFrame({"ms": pl.select(ms).to_series(), "a": with_offset, "b": naive, "numeric": numeric})
     us = df.select(
         pl.when(pl.col("numeric"))
-        .then(pl.when((pl.col("ms").abs() >= 1e11) | (pl.col("ms") == 0)).then((pl.col("ms") * 1000).round(0)))
-        .otherwise(pl.coalesce(pl.col("a").dt.epoch("us"), pl.col("b").dt.epoch("us")).cast(pl.Float64))
-        .cast(pl.Int64, strict=False)  # beyond Int64 (an absurd epoch): null, decided below
+        .then(pl.when((pl.col("ms").abs() >= 1e11) | (pl.col("ms") == 0)).then((pl.col("ms") * 1000).round(0))
+              .cast(pl.Int64, strict=False))  # beyond Int64 (an absurd epoch): null, decided below
+        .otherwise(pl.coalesce(pl.col("a").dt.epoch("us"), pl.col("b").dt.epoch("us")))
     ).to_series()
+    # what Polars reads but the reference parser refuses (year 0, a leap second): the reference decides
+    doubtful = col.str.contains(_DOUBTFUL).fill_null(False)
+    if doubtful.any():
+        us = us.set(doubtful, None)
     # forms the vectorized parser does not know (rare): the reference parser decides
     missing = (us.is_null() & col.is_not_null()).arg_true()
     if len(missing):
@@ -211,6 +215,26 @@ def _times(col: pl.Series) -> pl.Series:
             vals[idx] = us_ if us_ is None or -(2**63) <= us_ < 2**63 else None
         us = pl.Series(col.name, vals, dtype=pl.Int64)
     return us.rename(col.name)
+
+
+_SDK_FORM = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z$"
+_YEAR_1_US = -62_135_596_800 * _US
+_DOUBTFUL = r"^0000|T\d\d:\d\d:60"
+
+
+def _sdk_form(col: pl.Series) -> pl.Series | None:
+    """Epoch microseconds when every value has the form SDKs send
+    (``2026-09-01T10:00:00.123Z``), through Arrow's ISO-8601 parser (about ten
+    times faster than Polars' strptime; on this form it agrees with the
+    reference ``parse_time``, which it is tested against); None otherwise."""
+    if not col.str.contains(_SDK_FORM).fill_null(True).all():
+        return None
+    try:
+        parsed = pc.cast(col.to_arrow().cast(pa.string()), pa.timestamp("us", "UTC"))
+    except pa.ArrowInvalid:  # an impossible date or time (Feb 30, 24:00, leap second)
+        return None
+    us = pl.Series(col.name, parsed.cast(pa.int64()), dtype=pl.Int64)
+    return us if not (us < _YEAR_1_US).any() else None  # year 0: not a date to the reference parser
 
 
 class _Invalid(Exception):

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from erp.core.enrich import anonymize_ip, page_path_expr, strip_keys, strip_keys_expr
-from erp.core.events import PROMOTED_METADATA
+from erp.core.events import PROMOTED_METADATA, parse_time
+from erp.core.parse import _times
 
 
 def reference_anonymize(ip: str) -> str | None:
@@ -129,3 +130,38 @@ def test_nested_objects_keep_keys_named_like_promoted_ones() -> None:
     text = '{"ip": "1.2.3.4", "device": {"ip": "10.0.0.1", "user_agent": null}, "country": "FR"}'
     got = strip_keys(pl.Series([text]), PROMOTED_METADATA).item()
     assert json.loads(got) == {"device": {"ip": "10.0.0.1", "user_agent": None}}
+
+
+# --- timestamps: what the vectorised parser reads agrees with the reference ----------
+
+def _digits(n: int) -> st.SearchStrategy[str]:
+    return st.integers(0, 10**n - 1).map(lambda v: f"{v:0{n}d}")
+
+
+iso_shaped = st.builds(lambda y, mo, d, h, mi, s, frac, sep, zone: f"{y}-{mo}-{d}{sep}{h}:{mi}:{s}{frac}{zone}",
+                       st.sampled_from(["0000", "0001", "1969", "2000", "2024", "2026", "9999"]) | _digits(4),
+                       st.sampled_from(["01", "02", "12", "13", "00"]) | _digits(2),
+                       st.sampled_from(["01", "28", "29", "30", "31", "32"]) | _digits(2),
+                       st.sampled_from(["00", "23", "24"]) | _digits(2),
+                       st.sampled_from(["00", "59", "60"]) | _digits(2),
+                       st.sampled_from(["00", "59", "60"]) | _digits(2),
+                       st.sampled_from(["", ".0", ".123", ".999999", ".1234567"]) | _digits(3).map("." .__add__),
+                       st.sampled_from(["T", "T", "T", " "]),
+                       st.sampled_from(["Z", "Z", "Z", "z", "", "+00:00", "+02:00", "-05:30", "+14:00", "+24:00"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(iso_shaped | st.none(), min_size=1, max_size=20))
+def test_timestamps_are_read_as_the_reference_reads_them(values: list[str | None]) -> None:
+    """Chunks all in the form SDKs send take a fast path, others the general one
+    (offsets, no zone, a space for T); both agree with ``parse_time``."""
+    got = _times(pl.Series("timestamp", values, dtype=pl.String)).to_list()
+    for value, us in zip(values, got):
+        if value is None:
+            assert us is None
+            continue
+        try:
+            expected = parse_time(value)
+        except ValueError:
+            expected = None
+        assert us == expected, value
