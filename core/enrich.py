@@ -146,9 +146,6 @@ def strip_keys_expr(col: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
     return col.str.replace_all(rf"\s*,\s*{member}|{member}\s*,?\s*", "")
 
 
-# text the pattern cannot judge: an escape anywhere (a key spelled "\u0069p"),
-# or an object inside the object (its keys are not top-level members)
-_NEEDS_PARSER = r"\\|[\s\S]\{"
 
 
 def strip_keys(values: pl.Series, keys: tuple[str, ...]) -> pl.Series:
@@ -156,7 +153,10 @@ def strip_keys(values: pl.Series, keys: tuple[str, ...]) -> pl.Series:
     object text (nested objects keep theirs): by the pattern when the text is
     plain, by a JSON parser otherwise. Callers pass distinct texts: this does
     not look for repeats."""
-    hard = values.str.contains(_NEEDS_PARSER).fill_null(False)
+    # what the pattern cannot judge: an escape anywhere (a key spelled "\u0069p"),
+    # or an object inside the object (its keys are not top-level members)
+    hard = (values.str.contains("\\", literal=True)
+            | values.str.slice(1).str.contains("{", literal=True)).fill_null(False)
     out = pl.select(strip_keys_expr(pl.lit(values), keys)).to_series()
     rows = hard.arg_true().to_list()
     if rows:
