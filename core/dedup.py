@@ -122,9 +122,11 @@ class DedupIndex:
         out = pl.concat(kept) if kept else df.clear()
         return out, dups
 
-    def stage(self, commit: Commit, tenant: str, keys: pl.Series) -> None:
-        rel = posixpath.join("_state", DEDUP_DIR, tenant_partition(tenant), f"{commit.commit_id}.parquet")
-        commit.write_parquet(rel, pa.table({"_key": keys.to_arrow().cast(pa.binary(16))}))
+    def stage(self, commit: Commit, keys: dict[str, pl.Series]) -> None:
+        """Stage each tenant's new keys in ``commit`` (one file per tenant, written
+        on the lake's writer threads like the events)."""
+        commit.write_partitions(posixpath.join("_state", DEDUP_DIR), [
+            (tenant_partition(t), pa.table({"_key": k.to_arrow().cast(pa.binary(16))})) for t, k in keys.items()])
 
     def add(self, tenant: str, keys: pl.Series) -> None:
         self.keys(tenant).add(*split_keys(keys))

@@ -439,8 +439,7 @@ class _Job:
         else:
             new_keys = {}
         self._write_rejected(c, p.rejected)
-        for t, keys in new_keys.items():
-            self.dedup.stage(c, t, keys)
+        self.dedup.stage(c, new_keys)
         ledger_entries = list(p.ledger.values())
         state = {f"_state/ledger/{commit_id}.ndjson": Ledger.encode(ledger_entries)} if ledger_entries else {}
         self.lake.commit(c, state)
