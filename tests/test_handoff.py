@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import make_config, read_events
+from conftest import make_config, read_events, read_rejected
 from erp.core import handoff, sources as sources_mod
 from erp.core.events import Chunk, ChunkResult
 from erp.core.generate import generate_events
@@ -215,3 +215,26 @@ def test_a_scanned_chunk_of_a_replaced_file_is_refused(tmp_path):
     os.replace(replacement, path)
     with pytest.raises(ChunkChanged):
         attach(chunk)
+
+
+def test_rejected_lines_keep_their_line_numbers_across_scanned_chunks_and_a_resume(tmp_path):
+    """Parsers number lines within their chunk; the ingest process turns them
+    into line numbers of the file, across many chunks, two parser processes,
+    and a run that resumes a grown file from the ledger."""
+    src = tmp_path / "events.ndjson"
+    generate_events(src, events=8000, tenants=3, days=4, seed=5)
+    lines = src.read_bytes().split(b"\n")[:-1]
+    broken = sorted({(i * 997) % len(lines) for i in range(1, 30)})
+    for i in broken:
+        lines[i] = b'{"broken at line %d' % (i + 1)
+    half = len(lines) // 2
+    src.write_bytes(b"\n".join(lines[:half]) + b"\n")
+    cfg = make_config(tmp_path, **{"ingest.chunk_bytes": 64 * 1024, "ingest.commit_events": 1500})
+    first = ingest(cfg, [str(src)], workers=2)
+    src.write_bytes(b"\n".join(lines) + b"\n")  # the file grows; the next run resumes
+    second = ingest(cfg, [str(src)], workers=2)
+    assert [s.status for s in second.sources] == ["resumed"]
+    assert first.lines + second.lines == len(lines)
+    rejected = read_rejected(tmp_path / "lake")
+    assert [r["line"] for r in rejected] == [i + 1 for i in broken]
+    assert all(r["raw"] == '{"broken at line %d' % r["line"] for r in rejected)
