@@ -8,8 +8,10 @@ thousand agents millions of times).
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 
+import orjson
 import polars as pl
 
 #: Cache size for parsed user agents; when full it is cleared (cheap, bounded).
@@ -146,8 +148,6 @@ def strip_keys_expr(col: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
     return col.str.replace_all(rf"\s*,\s*{member}|{member}\s*,?\s*", "")
 
 
-
-
 def strip_keys(values: pl.Series, keys: tuple[str, ...]) -> pl.Series:
     """Top-level ``"key": <string or null>`` members removed from each JSON
     object text (nested objects keep theirs): by the pattern when the text is
@@ -166,10 +166,6 @@ def strip_keys(values: pl.Series, keys: tuple[str, ...]) -> pl.Series:
 
 
 def _strip_parsed(text: str, keys: tuple[str, ...]) -> str:
-    import json
-
-    import orjson
-
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:  # e.g. a lone surrogate escape: kept, escaped again
