@@ -219,38 +219,41 @@ def test_kill_9_at_random_and_chosen_moments_then_finish(tmp_path, workload):
     assert [s["status"] for s in out["sources"]] == ["skipped"] and out["accepted"] == 0
 
 
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, todo = set(), [pid]
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, ..., start time)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(pid: int) -> set[tuple[int, str]]:
+    """(pid, start time) of every process below ``pid``."""
+    stats = {int(e): st for e in os.listdir("/proc") if e.isdigit() and (st := _stat(int(e))) is not None}
+    found: set[tuple[int, str]] = set()
+    todo = [pid]
     while todo:
-        p = todo.pop()
-        kids = [c for c, parent in parents.items() if parent == p]
-        found.update(kids)
+        parent = todo.pop()
+        kids = [p for p, st in stats.items() if st[1] == str(parent)]
+        found.update((p, stats[p][19]) for p in kids)
         todo += kids
     return found
 
 
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def _running(proc: tuple[int, str]) -> bool:
+    """Alive and not a zombie, and the same process (not a reused pid)."""
+    st = _stat(proc[0])
+    return st is not None and st[0] != "Z" and st[19] == proc[1]
 
 
 def test_kill_9_with_parallel_parsers(tmp_path, workload):
-    """... and the parser processes (and their fork server) end with it instead
-    of waiting forever for work from a process that is gone."""
+    """kill -9 of a run with parser processes: they (and their fork server)
+    end with it instead of waiting forever for work, and the next run resumes."""
     cwd = project(tmp_path / "p", workers=2, chunk_bytes="256KiB", commit_events=5000)
     lake = tmp_path / "lake"
     src = workload["src"]
     proc = start(cwd, src, lake)
-    helpers: set[int] = set()
+    helpers: set[tuple[int, str]] = set()
 
     def first_commit() -> bool:
         helpers.update(_descendants(proc.pid))
@@ -262,7 +265,7 @@ def test_kill_9_with_parallel_parsers(tmp_path, workload):
     while any(_running(p) for p in helpers) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = [p for p in helpers if _running(p)]
-    for p in left:
+    for p, _ in left:
         os.kill(p, signal.SIGKILL)
     assert not left, "parser processes outlived the killed ingest"
     code, out, err = run(cwd, src, lake)
