@@ -190,7 +190,7 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
             own_pool = executor = ProcessPoolExecutor(
                 max_workers=n_workers, mp_context=_mp_context(), initializer=init_worker,
                 initargs=(ctx, shared, os.getpid()))
-        job.line_at.update((src.key, line) for src, _, line in plan)
+        job.start_line.update((src.key, line) for src, _, line in plan)
         try:
             job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes, by_reference=own_pool is not None), executor,
                     max_inflight=max(2, 2 * n_workers), commit_events=ing.commit_events,
@@ -285,7 +285,7 @@ class _Job:
         self.source_lines: Counter = Counter()
         self.latest: dict[str, LedgerEntry] = {}  # newest position per source, committed or not
         self.tails: dict[str, bytes] = {}  # last TAIL_BYTES read per source
-        self.line_at: dict[str, int] = {}  # line number of the next chunk's first line, per source
+        self.start_line: dict[str, int] = {}  # per source, the line number this run starts at
         self.changed: dict[str, str] = {}  # sources rewritten while being read -> the error
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-commit")
         self._writing: Future | None = None
@@ -357,11 +357,11 @@ class _Job:
             self.changed.setdefault(src.key, str(exc))
         if src.key in self.changed:
             return  # from the first changed chunk on, the source is read again next run
-        first = self.line_at.get(src.key, 1)  # the chunk's lines are numbered from 1 within it
+        # the chunk's lines are numbered from 1 within it; chunks of a source come in order
+        first = self.start_line.get(src.key, 1) + self.source_lines[src.key]
         if first != 1:
             for rej in res.rejected:
                 rej.line += first - 1
-        self.line_at[src.key] = first + res.lines
         r = self.result
         r.lines += res.lines
         r.blank += res.blank
