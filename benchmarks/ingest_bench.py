@@ -14,7 +14,9 @@ For every run it measures wall time, CPU time and peak memory:
 - ``max proc RSS`` is the largest single process, from ``os.wait4``'s
   ``ru_maxrss`` (KiB on Linux), exact but blind to the sum.
 
-It prints a table of medians, the erp/DuckDB ratios and, last, one JSON line
+It prints a table of medians, the erp/DuckDB ratios (of the medians, and the
+throughput ratio within each back-to-back pair of runs, which a machine whose
+speed drifts during the benchmark disturbs least) and, last, one JSON line
 with every figure. It exits 1 if ``erp ingest`` fails or its counts do not add
 up (``accepted + rejected + duplicates`` must equal the input's lines).
 
@@ -422,9 +424,16 @@ def main(argv: list[str] | None = None) -> int:
                  for key in ("wall_s", "events_per_s", "mb_per_s", "cpu_s", "peak_rss_mb",
                              "peak_mem_mb", "max_proc_rss_mb", "out_mb")}
     print_table(medians, ratio)
+    paired = None
     if ratio:
+        # each repetition runs the two engines back to back, so the ratio within a
+        # pair is the least exposed to a machine whose speed drifts during the run
+        pairs = [d.wall_s / e.wall_s for e, d in zip(runs["erp"], runs["duckdb"])]
+        paired = {"median": round(statistics.median(pairs), 3), "pairs": [round(p, 3) for p in pairs]}
         print(f"erp runs at {ratio['events_per_s']:.2f}x DuckDB's throughput with "
-              f"{ratio['peak_rss_mb']:.2f}x its peak RSS ({ratio['peak_mem_mb']:.2f}x its tree memory).\n")
+              f"{ratio['peak_rss_mb']:.2f}x its peak RSS ({ratio['peak_mem_mb']:.2f}x its tree memory).")
+        print(f"Throughput ratio within each back-to-back pair: "
+              f"{', '.join(f'{p:.2f}x' for p in pairs)} (median {paired['median']:.2f}x).\n")
 
     duck_version = next((r.report.get("duckdb") for r in runs.get("duckdb", [])), None)
     record = {
@@ -437,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "median": medians,
         "ratio_erp_over_duckdb": ratio,
+        "paired_throughput_ratio": paired,
         "runs": {name: [{k: v for k, v in asdict(r).items() if k != "stderr_tail"} for r in rs]
                  for name, rs in runs.items()},
     }
