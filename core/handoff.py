@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import shutil
+import threading
+import time
 from dataclasses import replace
 
 import pyarrow as pa
@@ -82,8 +85,6 @@ def exit_with(pid: int) -> None:
     parsers (and the fork server, which waits for them) would stay forever.
     A daemon thread waits on a pidfd of the ingest process (polls once a second
     where pidfds are missing) and exits the process."""
-    import threading
-
     try:
         fd: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -93,12 +94,8 @@ def exit_with(pid: int) -> None:
 
     def watch() -> None:
         if fd is not None:
-            import select
-
             select.select([fd], [], [])  # readable once the process has ended
         else:
-            import time
-
             while _alive(pid):
                 time.sleep(1)
         os._exit(1)

@@ -314,7 +314,7 @@ def _properties_table(texts: pl.Series, hots: list[_HotProps | None]) -> pl.Data
         "revenue": pl.Series([h.revenue for h in hots], dtype=pl.Float64),
         "currency": pl.Series([h.currency for h in hots], dtype=pl.String),
     }).with_columns(
-        properties=pl.when(pl.col("_p") == "null").then(pl.lit("{}")).otherwise(pl.col("_p")),
+        properties=pl.col("_p").replace("null", "{}"),
         page_path=page_path_expr(pl.col("page_url")),
         referrer_domain=referrer_domain_expr(pl.col("referrer")),
     )
