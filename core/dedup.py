@@ -43,23 +43,35 @@ class KeySet:
     def contains(self, qhi: np.ndarray, qlo: np.ndarray) -> np.ndarray:
         if not len(self.hi) or not len(qhi):
             return np.zeros(len(qhi), dtype=bool)
-        idx = np.searchsorted(self.hi, qhi, "left")
+        # sorted queries: each search starts near the previous one (cache-friendly)
+        order = np.argsort(qhi)
+        shi, slo = qhi[order], qlo[order]
+        idx = np.searchsorted(self.hi, shi, "left")
         at = np.minimum(idx, len(self.hi) - 1)
-        same_hi = self.hi[at] == qhi
-        found = same_hi & (self.lo[at] == qlo)
-        for i in np.flatnonzero(same_hi & ~found):  # other keys sharing the first half
-            end = np.searchsorted(self.hi, qhi[i], "right")
-            found[i] = bool((self.lo[idx[i]:end] == qlo[i]).any())
+        same_hi = self.hi[at] == shi
+        hit = same_hi & (self.lo[at] == slo)
+        for i in np.flatnonzero(same_hi & ~hit):  # other keys sharing the first half
+            end = np.searchsorted(self.hi, shi[i], "right")
+            hit[i] = bool((self.lo[idx[i]:end] == slo[i]).any())
+        found = np.empty(len(qhi), dtype=bool)
+        found[order] = hit
         return found
 
     def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        """Merge the keys in: sorted, the i-th new key lands at its insertion
+        point plus i, and the stored keys fill the rest in their order."""
         if not len(hi):
             return
         order = np.argsort(hi, kind="stable")
         hi, lo = hi[order], lo[order]
-        pos = np.searchsorted(self.hi, hi, "left")
-        self.hi = np.insert(self.hi, pos, hi)
-        self.lo = np.insert(self.lo, pos, lo)
+        at = np.searchsorted(self.hi, hi, "left") + np.arange(len(hi))
+        size = len(self.hi) + len(hi)
+        old = np.ones(size, dtype=bool)
+        old[at] = False
+        merged_hi, merged_lo = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.uint64)
+        merged_hi[at], merged_lo[at] = hi, lo
+        merged_hi[old], merged_lo[old] = self.hi, self.lo
+        self.hi, self.lo = merged_hi, merged_lo
 
 
 def split_keys(keys: pl.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
