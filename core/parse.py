@@ -282,18 +282,29 @@ def _free_form(checks: list[_Check]) -> tuple[pl.DataFrame, list[int]]:
     praw = [c.properties or _NULL for c in checks]
     mraw = [c.metadata or _NULL for c in checks]
     try:
-        texts = pl.Series([b"\n".join(praw), b"\n".join(mraw)], dtype=pl.Binary).cast(pl.String).str.split("\n")
-        rows = pl.DataFrame({"_p": texts[0].explode(), "_m": texts[1].explode()})
+        rows = pl.DataFrame({"_p": _utf8_column(praw), "_m": _utf8_column(mraw)})
         props, metas = rows.get_column("_p").unique(), rows.get_column("_m").unique()
         hots = _decode_hot_lines("\n".join(props.to_list()).encode())
         found = _decode_meta_lines("\n".join(metas.to_list()).encode())
     except (msgspec.DecodeError, msgspec.ValidationError, pl.exceptions.PolarsError):
         return _free_form_by_row(checks)
-    if rows.height != len(checks) or len(hots) != len(props) or len(found) != len(metas):
+    if len(hots) != len(props) or len(found) != len(metas):
         return _free_form_by_row(checks)
     out = (rows.join(_properties_table(props, hots), on="_p", how="left", maintain_order="left")
            .join(_metadata_table(metas, found), on="_m", how="left", maintain_order="left"))
     return out.drop("_p", "_m"), []
+
+
+def _utf8_column(raws: list) -> pl.Series:
+    """Raw texts (bytes, msgspec.Raw) -> a String column: one joined buffer with
+    offsets from the lengths, no object per row. Invalid UTF-8 raises PolarsError."""
+    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=len(raws)), out=offsets[1:])
+    array = pa.Array.from_buffers(pa.large_binary(), len(raws),
+                                  [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(raws))])
+    column = pl.from_arrow(array)
+    assert isinstance(column, pl.Series)
+    return column.cast(pl.String)
 
 
 def _free_form_by_row(checks: list[_Check]) -> tuple[pl.DataFrame, list[int]]:
@@ -477,4 +488,5 @@ def _enrich(ctx: ParseContext, ok: pl.DataFrame) -> pa.Table:
         date=(pl.col("timestamp") // _DAY_US).cast(pl.Int32).cast(pl.Date),
         ingest_batch=pl.lit(ctx.batch_id, dtype=pl.String),
     )
-    return out.select(BATCH_SCHEMA.names).to_arrow().cast(BATCH_SCHEMA)
+    # Polars' own string views out, one cast to the batch schema (not via large_string)
+    return out.select(BATCH_SCHEMA.names).to_arrow(compat_level=pl.CompatLevel.newest()).cast(BATCH_SCHEMA)
