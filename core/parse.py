@@ -449,7 +449,7 @@ def _build(ctx: ParseContext, checks: list[_Check], raw_of) -> tuple[pa.Table | 
                 flagged = flagged.with_columns(_bad=pl.col("_bad") | pl.Series(mark))
 
     bad_rows = flagged.get_column("_bad").arg_true().to_list()
-    ok = flagged.filter(~pl.col("_bad"))
+    ok = flagged.filter(~pl.col("_bad")) if bad_rows else flagged  # a filter copies every column
     if ok.height == 0:
         return None, bad_rows
     return _enrich(ctx, ok), bad_rows
