@@ -456,7 +456,7 @@ class _Job:
             return {}
         kept = kept.sort(["tenant_id", "date", "timestamp"], maintain_order=True)
         rows = kept.get_column("_row").to_numpy()
-        events = table.select(EVENT_SCHEMA.names).combine_chunks().take(rows)
+        events = table.select(EVENT_SCHEMA.names).take(rows)  # no combined copy first: half the fresh memory
         keys = ["tenant_id", "date"]
         parts = split_runs(kept.select(keys), events)
         c.write_partitions("events", [(hive_path(keys, v), part) for v, part in parts], INGEST_PARQUET_OPTIONS)
