@@ -276,7 +276,7 @@ def _free_form(checks: list[_Check]) -> tuple[pl.DataFrame, list[int]]:
 
     Texts repeat heavily (a chunk of 15k generated events has ~2,600 distinct
     properties and ~2,700 metadata texts), so the raw texts are joined into one
-    buffer per field and split into a column by Polars, and each distinct text
+    buffer per field and made a column through their offsets, and each distinct text
     is decoded and enriched once, then joined back to its rows. Only a chunk
     where that fails (a bad value, invalid UTF-8) is gone through row by row."""
     praw = [c.properties or _NULL for c in checks]

@@ -56,6 +56,15 @@ def test_erp_alone_shows_help_and_exits_0(tmp_path):
     assert b"ingest" in proc.stdout + proc.stderr
 
 
+def test_entry_module_imports_nothing_heavy():
+    """Parser processes import the main module again (multiprocessing's fork
+    server): it must not pull in the CLI app, Polars or Arrow."""
+    code = ("import sys, erp.cli.main; "
+            "print(sorted(m for m in ('typer', 'rich', 'polars', 'pyarrow', 'erp.cli.app') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
 def test_version(clean_env):
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.startswith("erp ")
