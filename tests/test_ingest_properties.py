@@ -10,10 +10,12 @@ import json
 import tempfile
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import NOW, event, make_config, ndjson_bytes, read_events, read_rejected
+from erp.core import parse
 from erp.core.ingest import ingest
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
@@ -230,3 +232,49 @@ def test_any_json_object_is_accepted_or_rejected_with_a_real_reason(records):
         for rec in rejected:
             assert [x["code"] for x in rec["reasons"]] != ["invalid_event"], rec
         assert read_events(base / "lake").height == r.accepted
+
+
+_free_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_free_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | _free_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_free_text, inner, max_size=3),
+    max_leaves=8)
+_HOT_PROPERTIES = {"page_url", "referrer", "revenue", "currency"}  # typed: checked, not free
+_metadata = st.fixed_dictionaries({}, optional={
+    "proxy": _free_values, "sdk": _free_values, "note": _free_values,
+    "ip": st.sampled_from(["203.0.113.9", "2001:db8::1"]), "user_agent": _free_text})
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(st.tuples(st.dictionaries(_free_text.filter(lambda k: k not in _HOT_PROPERTIES), _free_values,
+                                          max_size=4),
+                          _metadata, st.booleans()),
+                min_size=1, max_size=30),
+       st.booleans(), st.sampled_from([600, 1 << 20]))
+def test_free_form_parts_read_back_as_they_went_in(rows, with_bad_line, chunk):
+    """``properties`` is stored as the exact text of the line (escaped or raw
+    UTF-8 alike), ``metadata`` as the same object without its promoted top-level
+    keys, whether a chunk takes the bulk path or, with a bad line in it, goes
+    row by row."""
+    lines, want = [], {}
+    for i, (props, meta, ascii_only) in enumerate(rows):
+        rec = event(event_id=f"e{i}", properties=props, metadata=meta)
+        lines.append(json.dumps(rec, ensure_ascii=ascii_only))
+        want[f"e{i}"] = (json.dumps(props, ensure_ascii=ascii_only),
+                         {k: v for k, v in meta.items() if k not in ("ip", "user_agent", "country")})
+    if with_bad_line:
+        lines.insert(len(lines) // 2, '{"event_type": "x", "timestamp": "2026-09-14T10:00:00Z", "properties": [1]}')
+    by_row = []
+    real_by_row = parse._free_form_by_row
+    with tempfile.TemporaryDirectory() as d, \
+            mock.patch.object(parse, "_free_form_by_row", lambda checks: by_row.append(1) or real_by_row(checks)):
+        base = Path(d)
+        cfg = make_config(base, **{"ingest.chunk_bytes": chunk})
+        r = ingest(cfg, [str(write(base / "in.ndjson", lines))], now=NOW, workers=1)
+        assert r.accepted == len(rows) and r.rejected == int(with_bad_line)
+        if not with_bad_line:
+            assert not by_row, "clean chunks must take the bulk path"
+        df = read_events(base / "lake")
+        got = {e: (p, json.loads(m)) for e, p, m in zip(df["event_id"], df["properties"], df["metadata"])}
+        assert got == want
