@@ -7,10 +7,11 @@ Columnar, in three steps:
    fails), unknown fields. If anything fails, the chunk is decoded line by
    line instead, and each failing line is sent to ``diagnose`` for every reason.
 2. **Build columns**: scalar fields straight from the decoded records; the raw
-   ``properties``/``metadata`` texts split into JSON-text columns by Polars,
-   and each distinct text decoded once more for the typed hot fields
-   (``page_url``, ``revenue``, ``ip`` ...) and enriched once (URL parts, user
-   agent, promoted-key strip, IP anonymisation), then joined back to its rows.
+   ``properties``/``metadata`` texts made JSON-text columns (one buffer each,
+   offsets from their lengths), and each distinct text decoded once more for
+   the typed hot fields (``page_url``, ``revenue``, ``ip`` ...) and enriched
+   once (URL parts, user agent, promoted-key strip, IP anonymisation), then
+   joined back to its rows.
 3. **Check** with vectorized expressions: tenant rules, timestamps (parse,
    clock-skew correction, future clamp, retention), per-event-type JSON
    Schemas. Rows that fail a check are diagnosed like the rest.

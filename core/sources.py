@@ -15,7 +15,7 @@ import fsspec
 
 from erp.core.errors import InputError
 from erp.core.events import Chunk
-from erp.core.handoff import reference
+from erp.core.handoff import CHECKED_BYTES, reference
 
 #: Bytes of the stream before a position that the input ledger hashes (see ``Chunk.tail``).
 TAIL_BYTES = 4096
@@ -281,11 +281,11 @@ def scan_chunks(src: Source, *, chunk_bytes: int, max_line_bytes: int,
                     break  # a line longer than a chunk: read_chunks keeps its head only
                 yield Chunk(src.display, _pread_exact(fd, size - offset, offset), size)
                 return
-            if len(before) < min(cut, TAIL_BYTES):
-                before = _pread_exact(fd, min(cut, TAIL_BYTES), cut - min(cut, TAIL_BYTES))
-            tail = before[-TAIL_BYTES:]
-            yield Chunk(src.display, b"", cut, tail=tail,
-                        ref=reference(src.key, offset, cut - offset, st.st_ino, tail))
+            need = min(cut, max(TAIL_BYTES, CHECKED_BYTES))  # the ledger's tail and the parser's check
+            if len(before) < need:
+                before = _pread_exact(fd, need, cut - need)
+            yield Chunk(src.display, b"", cut, tail=before[-TAIL_BYTES:],
+                        ref=reference(src.key, offset, cut - offset, st.st_ino, before))
             offset = cut
             if end == size and cut < size:  # a last line without its newline
                 yield Chunk(src.display, _pread_exact(fd, size - cut, cut), size)
