@@ -253,7 +253,10 @@ def parse_time(value: Any) -> int:
         if 0 < abs(value) < _EPOCH_MS_FLOOR:
             raise ValueError(f"{value!r} looks like epoch seconds; send epoch milliseconds "
                              "or ISO-8601 text")
-        return int(value * 1000)
+        us = value * 1000
+        if us in (float("inf"), float("-inf")):  # a finite number of ms beyond any float of µs
+            raise ValueError(f"{value!r} is out of range")
+        return int(us)
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)  # RFC 3339 allows "z"
