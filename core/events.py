@@ -70,6 +70,8 @@ BATCH_SCHEMA = pa.schema(list(EVENT_SCHEMA) + [
     ("date", pa.date32()),
     ("_key", pa.binary(16)),
 ])
+#: The order of a parsed chunk's rows and of the rows of an event file: partition, then time.
+SORT_KEYS = ("tenant_id", "date", "timestamp")
 
 INPUT_FIELDS = ("event_id", "tenant_id", "event_type", "timestamp", "received_at", "sent_at",
                 "user_id", "anonymous_id", "session_id", "properties", "metadata")

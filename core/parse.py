@@ -35,7 +35,7 @@ from erp.core.enrich import (
     UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, referrer_domain_expr, strip_keys,
 )
 from erp.core.events import (
-    BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, TENANT_REGEX, Chunk,
+    BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, SORT_KEYS, TENANT_REGEX, Chunk,
     ChunkResult, ParseContext, Rejected, generated_id, parse_time, schema_validator,
 )
 from erp.core.handoff import attach, exit_with, put_table
@@ -489,5 +489,8 @@ def _enrich(ctx: ParseContext, ok: pl.DataFrame) -> pa.Table:
         date=(pl.col("timestamp") // _DAY_US).cast(pl.Int32).cast(pl.Date),
         ingest_batch=pl.lit(ctx.batch_id, dtype=pl.String),
     )
-    # Polars' own string views out, one cast to the batch schema (not via large_string)
-    return out.select(BATCH_SCHEMA.names).to_arrow(compat_level=pl.CompatLevel.newest()).cast(BATCH_SCHEMA)
+    # sorted as event files are (the commit then writes slices of the chunks, see
+    # ``erp.core.ingest._partitions``); Polars' own string views out, one cast to
+    # the batch schema (not via large_string)
+    return (out.select(BATCH_SCHEMA.names).sort(list(SORT_KEYS), maintain_order=True)
+            .to_arrow(compat_level=pl.CompatLevel.newest()).cast(BATCH_SCHEMA))

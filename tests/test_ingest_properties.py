@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from unittest import mock
 
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import NOW, event, make_config, ndjson_bytes, read_events, read_rejected
@@ -278,3 +279,33 @@ def test_free_form_parts_read_back_as_they_went_in(rows, with_bad_line, chunk):
         df = read_events(base / "lake")
         got = {e: (p, json.loads(m)) for e, p, m in zip(df["event_id"], df["properties"], df["metadata"])}
         assert got == want
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 4)), min_size=1, max_size=60),
+       st.sampled_from([300, 2048, 1 << 20]), st.sampled_from([5, 17, 1000]), st.booleans())
+def test_each_event_file_holds_its_partition_in_timestamp_order(rows, chunk, commit, with_duplicates):
+    """Whatever the input order, chunk and commit sizes: each file holds only its
+    tenant and date, rows in timestamp order and in input order among equal
+    timestamps (parsed chunks come back sorted and commits write slices of them
+    when they are in order, a gather when a partition goes back in time)."""
+    tenants = ("acme", "globex", "initech")
+    lines = [json.dumps(event(event_id=f"e{i}", tenant_id=tenants[t], timestamp=f"2026-09-0{1 + d}T10:00:0{s}Z"))
+             for i, (t, d, s) in enumerate(rows)]
+    if with_duplicates:
+        lines += lines[::3]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        cfg = make_config(base, **{"ingest.chunk_bytes": chunk, "ingest.commit_events": commit})
+        r = ingest(cfg, [str(write(base / "in.ndjson", lines))], now=NOW, workers=1)
+        assert (r.accepted, r.duplicates) == (len(rows), len(lines) - len(rows))
+        seen = []
+        for path in sorted((base / "lake" / "events").rglob("*.parquet")):
+            tenant, day = path.parent.parent.name.split("=")[1], path.parent.name.split("=")[1]
+            ids = pq.read_table(path, columns=["event_id"]).column("event_id").to_pylist()
+            got = [(rows[int(e[1:])][2], int(e[1:])) for e in ids]  # (second, input index)
+            assert got == sorted(got), f"{path} is not in timestamp and input order"
+            assert all((tenants[rows[int(e[1:])][0]], f"2026-09-0{1 + rows[int(e[1:])][1]}") == (tenant, day)
+                       for e in ids)
+            seen += ids
+        assert sorted(seen) == sorted(f"e{i}" for i in range(len(rows)))
