@@ -2,16 +2,22 @@
 
 Columnar, in three steps:
 
-1. **Validate structure** with one strict msgspec ``decode_lines`` of the whole
-   chunk: required fields, types (no lax coercion: ``"timestamp": false``
-   fails), unknown fields. If anything fails, the chunk is decoded line by
-   line instead, and each failing line is sent to ``diagnose`` for every reason.
-2. **Build columns**: scalar fields straight from the decoded records; the raw
-   ``properties``/``metadata`` texts made JSON-text columns (one buffer each,
-   offsets from their lengths), and each distinct text decoded once more for
-   the typed hot fields (``page_url``, ``revenue``, ``ip`` ...) and enriched
-   once (URL parts, user agent, promoted-key strip, IP anonymisation), then
-   joined back to its rows.
+1. **Validate structure** and find the fields: the native scanner
+   (``core/_scan.c``) reads the whole chunk as strict JSON and reports where
+   each field's value is; the columns are copied straight out of the chunk,
+   with no Python object per line. It takes only what is plainly good and
+   leaves everything else (a bad line, an escape in a scalar string, a number
+   not in plain form ...) to the general path: one strict msgspec
+   ``decode_lines`` of the chunk (required fields, types without lax
+   coercion: ``"timestamp": false`` fails, unknown fields) or, if anything
+   fails, line by line, each failing line sent to ``diagnose`` for every
+   reason. Both paths give the same result for any chunk (tests/test_scan.py);
+   without a C compiler at install, every chunk takes the general path.
+2. **Build columns**: scalar fields as text columns; the raw
+   ``properties``/``metadata`` texts as JSON-text columns, and each distinct
+   text decoded once more for the typed hot fields (``page_url``, ``revenue``,
+   ``ip`` ...) and enriched once (URL parts, user agent, promoted-key strip,
+   IP anonymisation), then joined back to its rows.
 3. **Check** with vectorized expressions: tenant rules, timestamps (parse,
    clock-skew correction, future clamp, retention), per-event-type JSON
    Schemas. Rows that fail a check are diagnosed like the rest.
@@ -21,6 +27,8 @@ only decides fast whether it is.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -88,6 +96,16 @@ _NULL = b"null"
 
 _UA = UserAgentCache()
 
+try:
+    from erp.core import _scan as _native  # built from core/_scan.c
+except ImportError:  # installed without a C compiler: every chunk takes the general path
+    _native = None
+
+#: The fields core/_scan.c reports, in its order, and the kinds of value it tells apart.
+SCAN_FIELDS = ("event_type", "timestamp", "event_id", "tenant_id", "user_id", "anonymous_id", "session_id",
+               "sent_at", "received_at", "properties", "metadata")
+_K_STRING = 2  # and above: a value (K_ABSENT 0, K_NULL 1, K_STRING 2, K_INT 3, K_FLOAT 4, K_OTHER 5)
+
 
 # --- worker entry points -----------------------------------------------------------
 
@@ -122,6 +140,13 @@ def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
+    try:
+        return _parse(ctx, chunk, native=_native is not None)
+    except _GeneralPath:
+        return _parse(ctx, chunk, native=False)
+
+
+def _parse(ctx: ParseContext, chunk: Chunk, *, native: bool) -> ChunkResult:
     data = chunk.data
     starts, ends = _line_bounds(data) if data else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     n_lines = len(starts)
@@ -132,16 +157,19 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
         r = data[starts[i]:ends[i]]
         return r[:-1] if r.endswith(b"\r") else r
 
+    fields: _Fields | None = None
     checks: list[_Check] | None = None
     lengths = ends - starts
     if n_lines and not chunk.truncated and int(lengths.min()) > 1 and int(lengths.max()) <= ctx.max_line_bytes:
-        try:
-            checks = _decode_lines(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            checks = None
-        if checks is not None and len(checks) != n_lines:
-            checks = None  # a line held more than one value ("{...} {...}")
-    if checks is not None:
+        fields = _scanned(data, n_lines) if native else None
+        if fields is None:
+            try:
+                checks = _decode_lines(data)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                checks = None
+            if checks is not None and len(checks) != n_lines:
+                checks = None  # a line held more than one value ("{...} {...}")
+    if fields is not None or checks is not None:
         good = np.arange(n_lines)
     else:
         checks, keep = [], []
@@ -168,7 +196,10 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
 
     table = None
     if len(good):
-        table, bad_rows = _build(ctx, checks, lambda j: raw(int(good[j])))
+        if fields is None:
+            assert checks is not None
+            fields = _decoded(checks)
+        table, bad_rows = _build(ctx, fields, lambda j: raw(int(good[j])))
         for j in bad_rows:
             i = int(good[j])
             rejected.append(diagnose(ctx, chunk.source, i + 1, raw(i)))
@@ -177,12 +208,78 @@ def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:
                        blank=blank, bytes=len(data), table=table, rejected=rejected)
 
 
+class _GeneralPath(Exception):
+    """A chunk the native scanner read needs the general path after all."""
+
+
+@dataclass
+class _Fields:
+    """The input fields of a chunk's lines as columns: the scalar ones as text
+    (numbers as their JSON text), ``properties``/``metadata`` as their raw JSON
+    text ("null" when absent), in ``texts`` (None when that text is not valid
+    UTF-8); ``checks`` are the decoded records when msgspec read them."""
+
+    columns: dict[str, pl.Series]
+    texts: pl.DataFrame | None
+    checks: list[_Check] | None
+
+
+def _scanned(data: bytes, n_lines: int) -> _Fields | None:
+    """The fields of every line through the native scanner; None when the chunk
+    needs the general path (see core/_scan.c)."""
+    assert _native is not None
+    found = _native.scan(data)
+    if found is None:
+        return None
+    kinds_bytes, spans = found
+    if len(kinds_bytes) != n_lines * len(SCAN_FIELDS):
+        return None
+    kinds = np.frombuffer(kinds_bytes, dtype=np.uint8).reshape(n_lines, len(SCAN_FIELDS))
+    columns: dict[str, pl.Series] = {}
+    try:
+        for f, name in enumerate(SCAN_FIELDS):
+            free = name in ("properties", "metadata")
+            valid = kinds[:, f] >= _K_STRING
+            if not free and not valid.any():
+                columns[name] = pl.repeat(None, n_lines, dtype=pl.String, eager=True).alias(name)
+                continue
+            offsets, values = _native.gather(data, spans, kinds_bytes, f, _NULL if free else b"")
+            mask = None if free or valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+            array = pa.Array.from_buffers(pa.large_binary(), n_lines,
+                                          [mask, pa.py_buffer(offsets), pa.py_buffer(values)])
+            column = pl.from_arrow(array)
+            assert isinstance(column, pl.Series)
+            columns[name] = column.cast(pl.String).alias(name)
+    except pl.exceptions.PolarsError:  # invalid UTF-8: the general path says where
+        return None
+    return _Fields(columns, pl.DataFrame({"_p": columns.pop("properties"), "_m": columns.pop("metadata")}), None)
+
+
+def _decoded(checks: list[_Check]) -> _Fields:
+    """The fields of msgspec-decoded records."""
+    columns = {
+        "event_type": pl.Series("event_type", [c.event_type for c in checks], dtype=pl.String),
+        "timestamp": _text_column("timestamp", [c.timestamp for c in checks], _text),
+        "event_id": pl.Series("event_id", [c.event_id for c in checks], dtype=pl.String),
+        "tenant_id": pl.Series("tenant_id", [c.tenant_id for c in checks], dtype=pl.String),
+        **{name: _text_column(name, [getattr(c, name) for c in checks], _ident)
+           for name in ("user_id", "anonymous_id", "session_id")},
+        **{name: _text_column(name, [getattr(c, name) for c in checks], _text) for name in ("sent_at", "received_at")},
+    }
+    try:
+        texts = pl.DataFrame({"_p": _utf8_column([c.properties or _NULL for c in checks]),
+                              "_m": _utf8_column([c.metadata or _NULL for c in checks])})
+    except pl.exceptions.PolarsError:
+        texts = None
+    return _Fields(columns, texts, checks)
+
+
 # --- steps 2 and 3: columns, checks, enrichment ----------------------------------------
 
 def _times(col: pl.Series) -> pl.Series:
     """Text or epoch-ms text -> epoch microseconds (Int64); null where unparseable."""
     if col.null_count() == col.len():
-        return pl.Series(col.name, [None] * col.len(), dtype=pl.Int64)
+        return pl.repeat(None, col.len(), dtype=pl.Int64, eager=True).alias(col.name)
     fast = _sdk_form(col)
     if fast is not None:
         return fast
@@ -270,30 +367,30 @@ def _one_object(raw: msgspec.Raw, decode, empty, text) -> tuple:
     return decode(b), text(b)
 
 
-def _free_form(checks: list[_Check]) -> tuple[pl.DataFrame, list[int]]:
+def _free_form(fields: _Fields) -> tuple[pl.DataFrame, list[int]]:
     """The free-form parts as row-aligned columns (see ``_properties_table`` and
     ``_metadata_table``), plus the rows whose free-form parts are not objects or
     whose hot fields have the wrong type.
 
-    Texts repeat heavily (a chunk of 15k generated events has ~2,600 distinct
-    properties and ~2,700 metadata texts), so the raw texts are joined into one
-    buffer per field and made a column through their offsets, and each distinct text
-    is decoded and enriched once, then joined back to its rows. Only a chunk
-    where that fails (a bad value, invalid UTF-8) is gone through row by row."""
-    praw = [c.properties or _NULL for c in checks]
-    mraw = [c.metadata or _NULL for c in checks]
-    try:
-        rows = pl.DataFrame({"_p": _utf8_column(praw), "_m": _utf8_column(mraw)})
-        props, metas = rows.get_column("_p").unique(), rows.get_column("_m").unique()
-        hots = _decode_hot_lines("\n".join(props.to_list()).encode())
-        found = _decode_meta_lines("\n".join(metas.to_list()).encode())
-    except (msgspec.DecodeError, msgspec.ValidationError, pl.exceptions.PolarsError):
-        return _free_form_by_row(checks)
-    if len(hots) != len(props) or len(found) != len(metas):
-        return _free_form_by_row(checks)
-    out = (rows.join(_properties_table(props, hots), on="_p", how="left", maintain_order="left")
-           .join(_metadata_table(metas, found), on="_m", how="left", maintain_order="left"))
-    return out.drop("_p", "_m"), []
+    Texts repeat heavily (a chunk of 15k generated events has ~1,700 distinct
+    properties and ~3,000 metadata texts), so each distinct text is decoded and
+    enriched once, then joined back to its rows. Only a chunk where that fails
+    (a bad value, invalid UTF-8) is gone through row by row."""
+    if fields.texts is not None:
+        rows = fields.texts
+        try:
+            props, metas = rows.get_column("_p").unique(), rows.get_column("_m").unique()
+            hots = _decode_hot_lines("\n".join(props.to_list()).encode())
+            found = _decode_meta_lines("\n".join(metas.to_list()).encode())
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            hots = found = None
+        if hots is not None and found is not None and len(hots) == len(props) and len(found) == len(metas):
+            out = (rows.join(_properties_table(props, hots), on="_p", how="left", maintain_order="left")
+                   .join(_metadata_table(metas, found), on="_m", how="left", maintain_order="left"))
+            return out.drop("_p", "_m"), []
+    if fields.checks is None:
+        raise _GeneralPath
+    return _free_form_by_row(fields.checks)
 
 
 def _utf8_column(raws: list) -> pl.Series:
@@ -358,41 +455,45 @@ def _metadata_table(texts: pl.Series, metas: list[_Meta | None]) -> pl.DataFrame
     return table
 
 
-def _text_column(values: list, convert) -> pl.Series:
+def _text_column(name: str, values: list, convert) -> pl.Series:
     """A String column from decoded values that are almost always text already."""
+    if values.count(None) == len(values):
+        return pl.repeat(None, len(values), dtype=pl.String, eager=True).alias(name)
     try:
-        return pl.Series(values, dtype=pl.String, strict=True)
+        return pl.Series(name, values, dtype=pl.String, strict=True)
     except TypeError:
-        return pl.Series([convert(v) for v in values], dtype=pl.String)
+        return pl.Series(name, [convert(v) for v in values], dtype=pl.String)
 
 
-def _build(ctx: ParseContext, checks: list[_Check], raw_of) -> tuple[pa.Table | None, list[int]]:
-    n = len(checks)
-    free, bad_objects = _free_form(checks)
+def _build(ctx: ParseContext, fields: _Fields, raw_of) -> tuple[pa.Table | None, list[int]]:
+    cols = fields.columns
+    n = len(cols["event_type"])
+    free, bad_objects = _free_form(fields)
 
     # event ids (generated from the line when absent) and dedup keys
-    tenants_in = [c.tenant_id for c in checks]
-    ids = [c.event_id for c in checks]
-    if None in ids:
+    ids = cols["event_id"].to_list()
+    event_ids = cols["event_id"]
+    if event_ids.null_count():
+        tenants_in = cols["tenant_id"].to_list()
         for j, eid in enumerate(ids):
             if eid is None:
                 ids[j] = generated_id(tenants_in[j] or ctx.default_tenant or "", raw_of(j))
+        event_ids = pl.Series("event_id", ids, dtype=pl.String)
     h = xxhash.xxh3_128_digest
-    recv_text = _text_column([c.received_at for c in checks], _text)
-    sent_text = _text_column([c.sent_at for c in checks], _text)
+    recv_text, sent_text = cols["received_at"], cols["sent_at"]
     df = pl.DataFrame({
-        "event_id": pl.Series(ids, dtype=pl.String),
+        "event_id": event_ids,
         "_key": pl.Series([h(e.encode("utf-8")) for e in ids], dtype=pl.Binary),
-        "tenant_id": pl.Series(tenants_in, dtype=pl.String),
-        "event_type": pl.Series([c.event_type for c in checks], dtype=pl.String),
-        "_ts": _times(_text_column([c.timestamp for c in checks], _text).rename("timestamp")),
-        "_recv_in": _times(recv_text.rename("received_at")),
-        "_sent": _times(sent_text.rename("sent_at")),
+        "tenant_id": cols["tenant_id"],
+        "event_type": cols["event_type"],
+        "_ts": _times(cols["timestamp"]),
+        "_recv_in": _times(recv_text),
+        "_sent": _times(sent_text),
         "_has_recv": recv_text.is_not_null(),
         "_has_sent": sent_text.is_not_null(),
-        "user_id": _text_column([c.user_id for c in checks], _ident),
-        "anonymous_id": _text_column([c.anonymous_id for c in checks], _ident),
-        "session_id": _text_column([c.session_id for c in checks], _ident),
+        "user_id": cols["user_id"],
+        "anonymous_id": cols["anonymous_id"],
+        "session_id": cols["session_id"],
         **{col.name: col for col in free.get_columns()},
     })
 

@@ -1,0 +1,379 @@
+/* erp.core._scan: the fast path of ``erp ingest``'s parser, in C.
+ *
+ * ``scan(data)`` reads a chunk of NDJSON lines and, for each line and each
+ * input field, finds where the field's value is in ``data`` and what kind of
+ * JSON value it is. It validates the whole line as strict JSON (RFC 8259) and
+ * each field's type as ``erp.core.parse._Check`` declares it, but it never
+ * decides that a line is bad: whenever something is not plainly good (a bad
+ * line, an unknown or repeated key, an escape in a key or in a scalar string,
+ * a number that is not a plain one, a "\u" escape of a surrogate, deep
+ * nesting), it returns None and the chunk takes the general path (msgspec,
+ * then ``diagnose`` line by line), which decides and says why. So this code
+ * can only make a chunk faster, never change what a line becomes; the tests
+ * compare both paths on the same chunks.
+ *
+ * ``gather(data, spans, kinds, field, absent)`` copies one field's values out
+ * into one buffer with int64 offsets (an Arrow large_binary column).
+ *
+ * UTF-8 is not checked here: the columns are cast to text afterwards, and that
+ * cast refuses invalid UTF-8 (the chunk then takes the general path too).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Field order: erp.core.parse.SCAN_FIELDS must list the same names. */
+enum { F_EVENT_TYPE, F_TIMESTAMP, F_EVENT_ID, F_TENANT_ID, F_USER_ID, F_ANONYMOUS_ID, F_SESSION_ID,
+       F_SENT_AT, F_RECEIVED_AT, F_PROPERTIES, F_METADATA, NF };
+
+/* Kinds of value (erp.core.parse.K_*). */
+enum { K_ABSENT = 0, K_NULL = 1, K_STRING = 2, K_INT = 3, K_FLOAT = 4, K_OTHER = 5 };
+
+static const size_t NAME_LEN[NF] = {10, 9, 8, 9, 7, 12, 10, 7, 11, 10, 8};
+static const char *NAMES[NF] = {"event_type", "timestamp", "event_id", "tenant_id", "user_id", "anonymous_id",
+                                "session_id", "sent_at", "received_at", "properties", "metadata"};
+
+/* Which kinds each field accepts (bit per kind); free-form fields take any value. */
+#define B(k) (1u << (k))
+static const unsigned ALLOWED[NF] = {
+    B(K_STRING),                                          /* event_type: str */
+    B(K_STRING) | B(K_INT) | B(K_FLOAT),                  /* timestamp: str | int | float */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING),                /* event_id */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING),                /* tenant_id */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING) | B(K_INT),     /* user_id */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING) | B(K_INT),     /* anonymous_id */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING) | B(K_INT),     /* session_id */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING) | B(K_INT) | B(K_FLOAT), /* sent_at */
+    B(K_ABSENT) | B(K_NULL) | B(K_STRING) | B(K_INT) | B(K_FLOAT), /* received_at */
+    0xffu, 0xffu,                                         /* properties, metadata: raw */
+};
+
+#define MAX_DEPTH 64
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cur;
+
+static inline void ws(Cur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n')) c->p++;
+}
+
+static inline int hexval(unsigned char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* A string starting at the opening quote. On success the cursor is past the
+ * closing quote; *escaped tells whether it held an escape. 0 on failure. */
+/* Bytes of ``w`` (little-endian) that are '"', a backslash or below 0x20: the
+ * lowest flagged byte is always right (higher ones may be false positives). */
+static inline uint64_t stops(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w)) & highs;
+}
+
+static int string(Cur *c, int *escaped) {
+    const unsigned char *p = c->p + 1, *end = c->end;
+    *escaped = 0;
+    for (;;) {
+        while (end - p >= 8) {  /* eight bytes at a time */
+            uint64_t w, m;
+            memcpy(&w, p, 8);
+            if ((m = stops(w)) != 0) {
+                p += __builtin_ctzll(m) >> 3;
+                break;
+            }
+            p += 8;
+        }
+        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) p++;
+        if (p >= end || *p < 0x20) return 0;
+        if (*p == '"') { c->p = p + 1; return 1; }
+        *escaped = 1;  /* a backslash */
+        if (p + 1 >= end) return 0;
+        switch (p[1]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            p += 2;
+            break;
+        case 'u': {
+            if (p + 6 > end) return 0;
+            int v = 0;
+            for (int i = 2; i < 6; i++) {
+                int h = hexval(p[i]);
+                if (h < 0) return 0;
+                v = v * 16 + h;
+            }
+            if (v >= 0xD800 && v <= 0xDFFF) return 0;  /* surrogates: the general path decides */
+            p += 6;
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+}
+
+/* A number; *kind is K_INT or K_FLOAT. ``plain`` refuses exponents, "-0" and
+ * more than 18 digits on either side of the point (scalar fields: the general
+ * path handles those, whose text msgspec would not give back as it is). */
+static int number(Cur *c, int *kind, int plain) {
+    const unsigned char *p = c->p, *end = c->end, *start = c->p;
+    if (p < end && *p == '-') p++;
+    if (p >= end) return 0;
+    const unsigned char *digits = p;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return 0;
+    }
+    if (plain && (p - digits > 18 || (*start == '-' && p - digits == 1 && *digits == '0'))) return 0;
+    *kind = K_INT;
+    if (p < end && *p == '.') {
+        const unsigned char *f = ++p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        if (p == f || (plain && p - f > 18)) return 0;
+        *kind = K_FLOAT;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        if (plain) return 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        const unsigned char *e = p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        if (p == e) return 0;
+        *kind = K_FLOAT;
+    }
+    c->p = p;
+    return 1;
+}
+
+static int literal(Cur *c, const char *word, size_t n) {
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return 0;
+    c->p += n;
+    return 1;
+}
+
+/* Any JSON value (free-form fields). */
+static int value(Cur *c, int depth, int *kind) {
+    int escaped, k;
+    if (c->p >= c->end) return 0;
+    switch (*c->p) {
+    case '"':
+        *kind = K_OTHER;
+        return string(c, &escaped);
+    case 'n':
+        *kind = K_NULL;
+        return literal(c, "null", 4);
+    case 't':
+        *kind = K_OTHER;
+        return literal(c, "true", 4);
+    case 'f':
+        *kind = K_OTHER;
+        return literal(c, "false", 5);
+    case '{':
+    case '[': {
+        unsigned char close = *c->p == '{' ? '}' : ']';
+        int object = close == '}';
+        *kind = K_OTHER;
+        if (depth >= MAX_DEPTH) return 0;
+        c->p++;
+        ws(c);
+        if (c->p < c->end && *c->p == close) { c->p++; return 1; }
+        for (;;) {
+            if (object) {
+                if (c->p >= c->end || *c->p != '"' || !string(c, &escaped)) return 0;
+                ws(c);
+                if (c->p >= c->end || *c->p != ':') return 0;
+                c->p++;
+                ws(c);
+            }
+            if (!value(c, depth + 1, &k)) return 0;
+            ws(c);
+            if (c->p >= c->end) return 0;
+            if (*c->p == ',') { c->p++; ws(c); continue; }
+            if (*c->p == close) { c->p++; return 1; }
+            return 0;
+        }
+    }
+    default:
+        *kind = K_OTHER;
+        return number(c, &k, 0);
+    }
+}
+
+/* One line: fills kinds[NF] and spans[2 * NF] (offsets in the chunk). */
+static int line(const unsigned char *base, const unsigned char *p, const unsigned char *end,
+                unsigned char *kinds, int64_t *spans) {
+    Cur c = {p, end};
+    unsigned seen = 0;
+    int escaped, kind;
+    memset(kinds, K_ABSENT, NF);
+    memset(spans, 0, sizeof(int64_t) * 2 * NF);
+    ws(&c);
+    if (c.p >= c.end || *c.p != '{') return 0;
+    c.p++;
+    ws(&c);
+    if (c.p < c.end && *c.p == '}') {
+        c.p++;
+    } else {
+        for (;;) {
+            if (c.p >= c.end || *c.p != '"') return 0;
+            const unsigned char *k0 = c.p + 1;
+            if (!string(&c, &escaped) || escaped) return 0;
+            size_t klen = (size_t)(c.p - 1 - k0);
+            int f = -1;
+            for (int i = 0; i < NF; i++) {
+                if (NAME_LEN[i] == klen && memcmp(NAMES[i], k0, klen) == 0) { f = i; break; }
+            }
+            if (f < 0 || (seen & (1u << f))) return 0;  /* unknown or repeated key */
+            seen |= 1u << f;
+            ws(&c);
+            if (c.p >= c.end || *c.p != ':') return 0;
+            c.p++;
+            ws(&c);
+            const unsigned char *v0 = c.p;
+            if (f >= F_PROPERTIES) {
+                if (!value(&c, 1, &kind)) return 0;
+                spans[2 * f] = v0 - base;
+                spans[2 * f + 1] = c.p - base;
+            } else if (c.p < c.end && *c.p == '"') {
+                if (!string(&c, &escaped) || escaped) return 0;
+                kind = K_STRING;
+                spans[2 * f] = v0 + 1 - base;  /* the text between the quotes */
+                spans[2 * f + 1] = c.p - 1 - base;
+            } else if (c.p < c.end && *c.p == 'n') {
+                if (!literal(&c, "null", 4)) return 0;
+                kind = K_NULL;
+            } else {
+                if (!number(&c, &kind, 1)) return 0;
+                spans[2 * f] = v0 - base;
+                spans[2 * f + 1] = c.p - base;
+            }
+            if (!(ALLOWED[f] & B(kind))) return 0;
+            kinds[f] = (unsigned char)kind;
+            ws(&c);
+            if (c.p >= c.end) return 0;
+            if (*c.p == ',') { c.p++; ws(&c); continue; }
+            if (*c.p == '}') { c.p++; break; }
+            return 0;
+        }
+    }
+    ws(&c);
+    if (c.p != c.end) return 0;  /* something after the object */
+    for (int f = 0; f < NF; f++) {
+        if (!(ALLOWED[f] & B(kinds[f]))) return 0;  /* a required field is missing */
+    }
+    return 1;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    const unsigned char *data = buf.buf, *end = data + buf.len;
+    Py_ssize_t n = 0;
+    for (const unsigned char *q = data; q < end; n++) {
+        const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
+        q = nl ? nl + 1 : end;
+    }
+    PyObject *kinds = PyBytes_FromStringAndSize(NULL, n * NF);
+    PyObject *spans = PyBytes_FromStringAndSize(NULL, n * NF * 2 * (Py_ssize_t)sizeof(int64_t));
+    if (!kinds || !spans) {
+        Py_XDECREF(kinds);
+        Py_XDECREF(spans);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    unsigned char *k = (unsigned char *)PyBytes_AS_STRING(kinds);
+    int64_t *s = (int64_t *)PyBytes_AS_STRING(spans);
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *q = data;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
+        const unsigned char *stop = nl ? nl : end;
+        if (!line(data, q, stop, k + i * NF, s + i * NF * 2)) { ok = 0; break; }
+        q = stop + 1;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    if (!ok) {
+        Py_DECREF(kinds);
+        Py_DECREF(spans);
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NN)", kinds, spans);
+}
+
+static PyObject *gather(PyObject *self, PyObject *args) {
+    Py_buffer buf, sp, kd, ab;
+    int field;
+    if (!PyArg_ParseTuple(args, "y*y*y*iy*", &buf, &sp, &kd, &field, &ab)) return NULL;
+    PyObject *offsets = NULL, *values = NULL, *out = NULL;
+    Py_ssize_t n = kd.len / NF;
+    if (field < 0 || field >= NF || kd.len != n * NF || sp.len != n * NF * 2 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "gather: spans and kinds do not match");
+        goto done;
+    }
+    const unsigned char *data = buf.buf, *kinds = kd.buf, *absent = ab.buf;
+    const int64_t *spans = sp.buf;
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t a = spans[(i * NF + field) * 2], b = spans[(i * NF + field) * 2 + 1];
+        if (a < 0 || b < a || b > buf.len) {
+            PyErr_SetString(PyExc_ValueError, "gather: a span is outside the data");
+            goto done;
+        }
+        total += kinds[i * NF + field] <= K_NULL ? ab.len : b - a;
+    }
+    offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
+    values = PyBytes_FromStringAndSize(NULL, total);
+    if (!offsets || !values) goto done;
+    int64_t *o = (int64_t *)PyBytes_AS_STRING(offsets);
+    unsigned char *v = (unsigned char *)PyBytes_AS_STRING(values);
+    int64_t at = 0;
+    o[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kinds[i * NF + field] <= K_NULL) {
+            memcpy(v + at, absent, (size_t)ab.len);
+            at += ab.len;
+        } else {
+            int64_t a = spans[(i * NF + field) * 2], b = spans[(i * NF + field) * 2 + 1];
+            memcpy(v + at, data + a, (size_t)(b - a));
+            at += b - a;
+        }
+        o[i + 1] = at;
+    }
+    out = Py_BuildValue("(OO)", offsets, values);
+done:
+    Py_XDECREF(offsets);
+    Py_XDECREF(values);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&sp);
+    PyBuffer_Release(&kd);
+    PyBuffer_Release(&ab);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(data) -> (kinds, spans) or None: each line's fields, or None when the chunk needs the general path"},
+    {"gather", gather, METH_VARARGS,
+     "gather(data, spans, kinds, field, absent) -> (int64 offsets, values) of one field"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && (PyModule_AddIntConstant(m, "NF", NF) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
