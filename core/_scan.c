@@ -13,7 +13,9 @@
  * compare both paths on the same chunks.
  *
  * ``gather(data, spans, kinds, field, absent)`` copies one field's values out
- * into one buffer with int64 offsets (an Arrow large_binary column).
+ * into one buffer with int64 offsets (an Arrow large_binary column);
+ * ``distinct`` tells a field's texts apart (a code per line, the first line of
+ * each code), so that each distinct text is decoded and enriched once.
  *
  * UTF-8 is not checked here: the columns are cast to text afterwards, and that
  * cast refuses invalid UTF-8 (the chunk then takes the general path too).
@@ -359,11 +361,113 @@ done:
     return out;
 }
 
+/* A 64-bit hash of ``n`` bytes, eight at a time (for the table in ``distinct``). */
+static inline uint64_t hash_bytes(const unsigned char *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+    return h ^ (h >> 29);
+}
+
+/* distinct(data, spans, kinds, field, absent) -> (uint32 code per line, int64
+ * first line of each code): the field's texts told apart, codes in order of
+ * first appearance (an absent or null value is the text ``absent``). */
+static PyObject *distinct(PyObject *self, PyObject *args) {
+    Py_buffer buf, sp, kd, ab;
+    int field;
+    if (!PyArg_ParseTuple(args, "y*y*y*iy*", &buf, &sp, &kd, &field, &ab)) return NULL;
+    PyObject *codes = NULL, *firsts = NULL, *out = NULL;
+    int64_t *slots = NULL, *first = NULL;
+    Py_ssize_t n = kd.len / NF;
+    if (field < 0 || field >= NF || kd.len != n * NF || sp.len != n * NF * 2 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "distinct: spans and kinds do not match");
+        goto done;
+    }
+    const unsigned char *data = buf.buf, *kinds = kd.buf;
+    const int64_t *spans = sp.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t a = spans[(i * NF + field) * 2], b = spans[(i * NF + field) * 2 + 1];
+        if (a < 0 || b < a || b > buf.len) {
+            PyErr_SetString(PyExc_ValueError, "distinct: a span is outside the data");
+            goto done;
+        }
+    }
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap <<= 1;
+    slots = PyMem_Malloc(cap * sizeof(int64_t));  /* code + 1 per slot, 0 = empty */
+    first = PyMem_Malloc((n ? n : 1) * sizeof(int64_t));
+    codes = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(uint32_t));
+    if (!slots || !first || !codes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(slots, 0, cap * sizeof(int64_t));
+    uint32_t *code = (uint32_t *)PyBytes_AS_STRING(codes);
+    int64_t k = 0;
+#define TEXT(i, P, L)                                                              \
+    do {                                                                           \
+        if (kinds[(i) * NF + field] <= K_NULL) {                                   \
+            P = ab.buf;                                                            \
+            L = (size_t)ab.len;                                                    \
+        } else {                                                                   \
+            P = data + spans[((i) * NF + field) * 2];                              \
+            L = (size_t)(spans[((i) * NF + field) * 2 + 1] - spans[((i) * NF + field) * 2]); \
+        }                                                                          \
+    } while (0)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *p;
+        size_t len;
+        TEXT(i, p, len);
+        size_t at = (size_t)hash_bytes(p, len) & (cap - 1);
+        for (;;) {
+            int64_t c = slots[at];
+            if (c == 0) {
+                slots[at] = k + 1;
+                first[k] = i;
+                code[i] = (uint32_t)k++;
+                break;
+            }
+            const unsigned char *q;
+            size_t qlen;
+            TEXT(first[c - 1], q, qlen);
+            if (qlen == len && memcmp(p, q, len) == 0) {
+                code[i] = (uint32_t)(c - 1);
+                break;
+            }
+            at = (at + 1) & (cap - 1);
+        }
+    }
+#undef TEXT
+    firsts = PyBytes_FromStringAndSize((const char *)first, k * (Py_ssize_t)sizeof(int64_t));
+    if (firsts) out = Py_BuildValue("(OO)", codes, firsts);
+done:
+    PyMem_Free(slots);
+    PyMem_Free(first);
+    Py_XDECREF(codes);
+    Py_XDECREF(firsts);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&sp);
+    PyBuffer_Release(&kd);
+    PyBuffer_Release(&ab);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(data) -> (kinds, spans) or None: each line's fields, or None when the chunk needs the general path"},
     {"gather", gather, METH_VARARGS,
      "gather(data, spans, kinds, field, absent) -> (int64 offsets, values) of one field"},
+    {"distinct", distinct, METH_VARARGS,
+     "distinct(data, spans, kinds, field, absent) -> (uint32 code per line, int64 first line per code)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -193,7 +193,7 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
         job.start_line.update((src.key, line) for src, _, line in plan)
         try:
             job.run(_stream(plan, ing.chunk_bytes, ing.max_line_bytes, by_reference=own_pool is not None), executor,
-                    max_inflight=max(2, 2 * n_workers), commit_events=ing.commit_events,
+                    max_inflight=max(2, 4 * n_workers), commit_events=ing.commit_events,
                     progress=progress, remote_ctx=own_pool is None)
         finally:
             if own_pool is not None:

@@ -222,6 +222,9 @@ class _Fields:
     columns: dict[str, pl.Series]
     texts: pl.DataFrame | None
     checks: list[_Check] | None
+    #: from the native scanner, instead of ``texts``: (code per line, distinct
+    #: texts) of properties, then of metadata
+    distinct: tuple[pl.Series, pl.Series, pl.Series, pl.Series] | None = None
 
 
 def _scanned(data: bytes, n_lines: int) -> _Fields | None:
@@ -236,23 +239,41 @@ def _scanned(data: bytes, n_lines: int) -> _Fields | None:
         return None
     kinds = np.frombuffer(kinds_bytes, dtype=np.uint8).reshape(n_lines, len(SCAN_FIELDS))
     columns: dict[str, pl.Series] = {}
+    distinct = []
     try:
         for f, name in enumerate(SCAN_FIELDS):
-            free = name in ("properties", "metadata")
+            if name in ("properties", "metadata"):
+                codes, firsts = _native.distinct(data, spans, kinds_bytes, f, _NULL)
+                rows = np.frombuffer(firsts, dtype=np.int64)
+                texts = _text_of(name, *_native.gather(data, _rows_of(spans, n_lines, rows),
+                                                       kinds[rows].tobytes(), f, _NULL), None)
+                distinct += [pl.Series(name, np.frombuffer(codes, dtype=np.uint32)), texts]
+                continue
             valid = kinds[:, f] >= _K_STRING
-            if not free and not valid.any():
+            if not valid.any():
                 columns[name] = pl.repeat(None, n_lines, dtype=pl.String, eager=True).alias(name)
                 continue
-            offsets, values = _native.gather(data, spans, kinds_bytes, f, _NULL if free else b"")
-            mask = None if free or valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-            array = pa.Array.from_buffers(pa.large_binary(), n_lines,
-                                          [mask, pa.py_buffer(offsets), pa.py_buffer(values)])
-            column = pl.from_arrow(array)
-            assert isinstance(column, pl.Series)
-            columns[name] = column.cast(pl.String).alias(name)
+            columns[name] = _text_of(name, *_native.gather(data, spans, kinds_bytes, f, b""),
+                                     None if valid.all() else valid)
     except pl.exceptions.PolarsError:  # invalid UTF-8: the general path says where
         return None
-    return _Fields(columns, pl.DataFrame({"_p": columns.pop("properties"), "_m": columns.pop("metadata")}), None)
+    return _Fields(columns, None, None, distinct=(distinct[0], distinct[1], distinct[2], distinct[3]))
+
+
+def _rows_of(spans: bytes, n_lines: int, rows: np.ndarray) -> bytes:
+    """The scanner's spans of some lines only."""
+    return np.frombuffer(spans, dtype=np.int64).reshape(n_lines, -1)[rows].tobytes()
+
+
+def _text_of(name: str, offsets: bytes, values: bytes, valid: np.ndarray | None) -> pl.Series:
+    """A String column from gathered values (null where ``valid`` is False);
+    invalid UTF-8 raises PolarsError."""
+    mask = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    array = pa.Array.from_buffers(pa.large_binary(), len(offsets) // 8 - 1,
+                                  [mask, pa.py_buffer(offsets), pa.py_buffer(values)])
+    column = pl.from_arrow(array)
+    assert isinstance(column, pl.Series)
+    return column.cast(pl.String).alias(name)
 
 
 def _decoded(checks: list[_Check]) -> _Fields:
@@ -376,6 +397,19 @@ def _free_form(fields: _Fields) -> tuple[pl.DataFrame, list[int]]:
     properties and ~3,000 metadata texts), so each distinct text is decoded and
     enriched once, then joined back to its rows. Only a chunk where that fails
     (a bad value, invalid UTF-8) is gone through row by row."""
+    if fields.distinct is not None:
+        pcodes, props, mcodes, metas = fields.distinct
+        try:
+            hots = _decode_hot_lines("\n".join(props.to_list()).encode())
+            found = _decode_meta_lines("\n".join(metas.to_list()).encode())
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise _GeneralPath from None
+        if len(hots) != len(props) or len(found) != len(metas):
+            raise _GeneralPath
+        per_text = _properties_table(props.rename("_p"), hots).drop("_p")
+        per_meta = _metadata_table(metas.rename("_m"), found).drop("_m")
+        return pl.concat([per_text.select(pl.all().gather(pcodes)), per_meta.select(pl.all().gather(mcodes))],
+                         how="horizontal"), []
     if fields.texts is not None:
         rows = fields.texts
         try:

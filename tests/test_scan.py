@@ -217,3 +217,19 @@ def test_each_field_with_each_kind_of_value(ctx, field):
 def test_native_and_general_paths_agree(ctx, data):
     native, general = both(ctx, data)
     assert native == general
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.none(), st.just("null"), st.sampled_from(['{}', '{"a":1}', '{"a": 1}', '{"b":"x"}']),
+                          st.dictionaries(_text, _text, max_size=2).map(lambda d: json.dumps(d, ensure_ascii=False))),
+                min_size=1, max_size=60))
+def test_distinct_codes_each_text_in_order_of_first_appearance(texts):
+    lines = [b'{"event_type":"a","timestamp":1' + (b"" if t is None else b',"properties":' + t.encode()) + b"}"
+             for t in texts]
+    data = b"\n".join(lines)
+    kinds, spans = _scan.scan(data)
+    codes, firsts = _scan.distinct(data, spans, kinds, parse.SCAN_FIELDS.index("properties"), b"null")
+    seen: dict[str, int] = {}
+    want = [seen.setdefault("null" if t is None else t, len(seen)) for t in texts]
+    assert list(memoryview(codes).cast("I")) == want
+    assert list(memoryview(firsts).cast("q")) == [want.index(k) for k in range(len(seen))]
