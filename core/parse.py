@@ -17,7 +17,8 @@ Columnar, in three steps:
    ``properties``/``metadata`` texts as JSON-text columns, and each distinct
    text decoded once more for the typed hot fields (``page_url``, ``revenue``,
    ``ip`` ...) and enriched once (URL parts, user agent, promoted-key strip,
-   IP anonymisation), then joined back to its rows.
+   IP anonymisation), then spread back to its rows (by the scanner's code per
+   line, or by a join on the general path).
 3. **Check** with vectorized expressions: tenant rules, timestamps (parse,
    clock-skew correction, future clamp, retention), per-event-type JSON
    Schemas. Rows that fail a check are diagnosed like the rest.
@@ -216,8 +217,9 @@ class _GeneralPath(Exception):
 class _Fields:
     """The input fields of a chunk's lines as columns: the scalar ones as text
     (numbers as their JSON text), ``properties``/``metadata`` as their raw JSON
-    text ("null" when absent), in ``texts`` (None when that text is not valid
-    UTF-8); ``checks`` are the decoded records when msgspec read them."""
+    text ("null" when absent), in ``texts`` (general path; None when that text
+    is not valid UTF-8) or ``distinct`` (native path); ``checks`` are the
+    decoded records when msgspec read them."""
 
     columns: dict[str, pl.Series]
     texts: pl.DataFrame | None
@@ -395,8 +397,9 @@ def _free_form(fields: _Fields) -> tuple[pl.DataFrame, list[int]]:
 
     Texts repeat heavily (a chunk of 15k generated events has ~1,700 distinct
     properties and ~3,000 metadata texts), so each distinct text is decoded and
-    enriched once, then joined back to its rows. Only a chunk where that fails
-    (a bad value, invalid UTF-8) is gone through row by row."""
+    enriched once, then spread back to its rows. Only a chunk where that fails
+    (a bad value, invalid UTF-8) is gone through row by row, after the native
+    path hands it to the general one (``_GeneralPath``)."""
     if fields.distinct is not None:
         pcodes, props, mcodes, metas = fields.distinct
         try:
