@@ -29,7 +29,7 @@ from erp.core.errors import TenantError
 from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
 from erp.core.handoff import ChunkChanged, detach, remove_results_dir, results_dir, take_table
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
-from erp.core.lake import Commit, Lake, hive_path, new_batch_id
+from erp.core.lake import Commit, Lake, hive_path, new_batch_id, split_runs
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
 from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks, scan_chunks
 from erp.core.tenants import validate_tenant_id
@@ -514,16 +514,8 @@ def _partitions(kept: pl.DataFrame, events: pa.Table) -> list[tuple[tuple, pa.Ta
     if unsorted:
         back = o.filter(pl.col("_part").is_in(list(unsorted))).sort(["_part", "timestamp"], maintain_order=True)
         gathered = events.take(back.get_column("_row").to_numpy())
-        tables.update(_runs_of(back.get_column("_part"), gathered))
+        tables.update((part, table) for (part,), table in split_runs(back.select("_part"), gathered))
     return [(values[part], tables[part]) for part in sorted(values)]
-
-
-def _runs_of(labels: pl.Series, table: pa.Table) -> dict[int, pa.Table]:
-    """The slice of ``table`` for each run of equal ``labels`` (same rows, same order)."""
-    firsts = labels.to_frame().with_row_index("_i").unique(labels.name, keep="first", maintain_order=True)
-    bounds = firsts.get_column("_i").to_list() + [len(labels)]
-    return {label: table.slice(a, b - a) for label, a, b in zip(firsts.get_column(labels.name).to_list(), bounds,
-                                                                 bounds[1:])}
 
 
 def _roll(before: bytes, data: bytes, end: int) -> bytes:
