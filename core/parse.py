@@ -402,32 +402,36 @@ def _free_form(fields: _Fields) -> tuple[pl.DataFrame, list[int]]:
     path hands it to the general one (``_GeneralPath``)."""
     if fields.distinct is not None:
         pcodes, props, mcodes, metas = fields.distinct
-        try:
-            hots = _decode_hot_lines("\n".join(props.to_list()).encode())
-            found = _decode_meta_lines("\n".join(metas.to_list()).encode())
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _GeneralPath from None
-        if len(hots) != len(props) or len(found) != len(metas):
+        tables = _per_text(props.rename("_p"), metas.rename("_m"))
+        if tables is None:
             raise _GeneralPath
-        per_text = _properties_table(props.rename("_p"), hots).drop("_p")
-        per_meta = _metadata_table(metas.rename("_m"), found).drop("_m")
+        per_text, per_meta = tables[0].drop("_p"), tables[1].drop("_m")
         return pl.concat([per_text.select(pl.all().gather(pcodes)), per_meta.select(pl.all().gather(mcodes))],
                          how="horizontal"), []
     if fields.texts is not None:
         rows = fields.texts
-        try:
-            props, metas = rows.get_column("_p").unique(), rows.get_column("_m").unique()
-            hots = _decode_hot_lines("\n".join(props.to_list()).encode())
-            found = _decode_meta_lines("\n".join(metas.to_list()).encode())
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            hots = found = None
-        if hots is not None and found is not None and len(hots) == len(props) and len(found) == len(metas):
-            out = (rows.join(_properties_table(props, hots), on="_p", how="left", maintain_order="left")
-                   .join(_metadata_table(metas, found), on="_m", how="left", maintain_order="left"))
+        tables = _per_text(rows.get_column("_p").unique(), rows.get_column("_m").unique())
+        if tables is not None:
+            out = rows.join(tables[0], on="_p", how="left", maintain_order="left").join(
+                tables[1], on="_m", how="left", maintain_order="left")
             return out.drop("_p", "_m"), []
     if fields.checks is None:
         raise _GeneralPath
     return _free_form_by_row(fields.checks)
+
+
+def _per_text(props: pl.Series, metas: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The properties and metadata tables of distinct texts (``_properties_table``,
+    ``_metadata_table``); None when one of them is not an object or null, or a
+    hot field has the wrong type."""
+    try:
+        hots = _decode_hot_lines("\n".join(props.to_list()).encode())
+        found = _decode_meta_lines("\n".join(metas.to_list()).encode())
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(hots) != len(props) or len(found) != len(metas):
+        return None
+    return _properties_table(props, hots), _metadata_table(metas, found)
 
 
 def _utf8_column(raws: list) -> pl.Series:
