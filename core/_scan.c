@@ -25,14 +25,15 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Field order: erp.core.parse.SCAN_FIELDS must list the same names. */
+/* Field order: the module exports it as FIELDS; erp.core.parse.SCAN_FIELDS must
+ * equal it (tests/test_scan.py checks). */
 enum { F_EVENT_TYPE, F_TIMESTAMP, F_EVENT_ID, F_TENANT_ID, F_USER_ID, F_ANONYMOUS_ID, F_SESSION_ID,
        F_SENT_AT, F_RECEIVED_AT, F_PROPERTIES, F_METADATA, NF };
 
 /* Kinds of value (erp.core.parse.K_*). */
 enum { K_ABSENT = 0, K_NULL = 1, K_STRING = 2, K_INT = 3, K_FLOAT = 4, K_OTHER = 5 };
 
-static const size_t NAME_LEN[NF] = {10, 9, 8, 9, 7, 12, 10, 7, 11, 10, 8};
+static size_t NAME_LEN[NF];  /* filled from NAMES when the module loads */
 static const char *NAMES[NF] = {"event_type", "timestamp", "event_id", "tenant_id", "user_id", "anonymous_id",
                                 "session_id", "sent_at", "received_at", "properties", "metadata"};
 
@@ -474,8 +475,25 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__scan(void) {
+    for (int i = 0; i < NF; i++) NAME_LEN[i] = strlen(NAMES[i]);
     PyObject *m = PyModule_Create(&module);
-    if (m && (PyModule_AddIntConstant(m, "NF", NF) < 0)) {
+    if (!m) return NULL;
+    PyObject *fields = PyTuple_New(NF);
+    if (!fields) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    for (int i = 0; i < NF; i++) {
+        PyObject *name = PyUnicode_FromString(NAMES[i]);
+        if (!name) {
+            Py_DECREF(fields);
+            Py_DECREF(m);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(fields, i, name);
+    }
+    if (PyModule_AddObject(m, "FIELDS", fields) < 0) {
+        Py_DECREF(fields);
         Py_DECREF(m);
         return NULL;
     }

@@ -233,3 +233,7 @@ def test_distinct_codes_each_text_in_order_of_first_appearance(texts):
     want = [seen.setdefault("null" if t is None else t, len(seen)) for t in texts]
     assert list(memoryview(codes).cast("I")) == want
     assert list(memoryview(firsts).cast("q")) == [want.index(k) for k in range(len(seen))]
+
+
+def test_the_scanner_reports_the_fields_the_parser_names():
+    assert _scan.FIELDS == parse.SCAN_FIELDS
