@@ -52,7 +52,7 @@ def parse_size(value: Any) -> int:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    chunk_bytes: ByteSize = ByteSize(8 * 1024**2)
+    chunk_bytes: ByteSize = ByteSize(16 * 1024**2)
     """Bytes of input a worker parses at a time."""
     commit_events: int = 200_000
     """Events buffered before they are deduplicated, written and committed."""
