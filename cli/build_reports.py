@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -12,10 +12,9 @@ from erp.cli._common import (
     ConfigOpt, JsonOpt, LakeOpt, command, escape, finish, human_bytes, load, out, parse_now,
 )
 from erp.core.errors import ConfigError
-from erp.reports.definitions import parse_date
-from erp.reports.render.build import BuildResult, build_reports
-from erp.reports.render.bundle import Options
-from erp.reports.render.theme import THEMES
+
+if TYPE_CHECKING:
+    from erp.reports.render.build import BuildResult
 
 HELP = """Build static HTML report bundles: one folder per tenant and report.
 
@@ -59,6 +58,12 @@ def run(
 def _run(out_dir: Path, *, tenant: list[str] | None, report: list[str] | None, since: str | None,
          until: str | None, theme: str, transparent: bool, now: str | None, lake: str | None,
          config: Path | None, json_out: bool) -> None:
+    # The renderer (Jinja2, polars, the report engines) loads only for this command.
+    from erp.reports.definitions import parse_date
+    from erp.reports.render.build import build_reports
+    from erp.reports.render.bundle import Options
+    from erp.reports.render.theme import THEMES
+
     if theme not in THEMES:
         raise ConfigError(f"--theme: {theme!r} is not one of {', '.join(THEMES)}")
     cfg = load(config, lake=lake)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, load, out, print_json
-from erp.core.compact import compact
 
 HELP = """Merge small Parquet files in the lake (and its dedup index and ledger).
 
@@ -24,6 +23,8 @@ def run(tenant: TenantOpt = None, lake: LakeOpt = None, config: ConfigOpt = None
 
 @command
 def _run(*, tenant: str | None, lake: str | None, config: Path | None, json_out: bool) -> None:
+    from erp.core.compact import compact  # polars and pyarrow load only for this command
+
     cfg = load(config, lake=lake)
     r = compact(cfg, tenant=tenant)
     if json_out:

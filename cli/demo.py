@@ -12,12 +12,7 @@ from rich.table import Table
 from erp.cli import build_reports as build_cli
 from erp.cli import ingest as ingest_cli
 from erp.cli._common import JsonOpt, command, escape, human_bytes, out, print_json
-from erp.core.catalog import catalog
 from erp.core.config import load_config, shipped
-from erp.core.ingest import ingest
-from erp.core.lake import Lake
-from erp.core.rollup import rollup
-from erp.reports.render.build import build_reports
 
 HELP = """Run erp end to end on the bundled sample data, in a local folder.
 
@@ -48,6 +43,13 @@ def run(
 
 @command
 def _run(*, dir: Path, json_out: bool) -> None:
+    # The whole pipeline loads only when the demo runs, not for `erp --help`.
+    from erp.core.catalog import catalog
+    from erp.core.ingest import ingest
+    from erp.core.lake import Lake
+    from erp.core.rollup import rollup
+    from erp.reports.render.build import build_reports
+
     dir = dir.resolve()
     dir.mkdir(parents=True, exist_ok=True)
     # The demo is self-contained: shipped defaults only, lake inside --dir.

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from erp.cli._common import (
     ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, finish, human_bytes, load, out,
 )
-from erp.core.ingest import IngestResult, ingest
-from erp.core.sources import expand_inputs
+
+if TYPE_CHECKING:
+    from erp.core.ingest import IngestResult
 
 HELP = """Ingest NDJSON events into the lake: validate, enrich, deduplicate.
 
@@ -71,10 +71,17 @@ def run(
 @command
 def _run(inputs: list[str], *, tenant: str | None, lake: str | None, config: Path | None,
          workers: int | None, fail_on_rejects: bool, rescan: bool, json_out: bool) -> None:
+    from erp.core.ingest import ingest  # polars and pyarrow load only when a command runs
+    from erp.core.sources import expand_inputs
+
     cfg = load(config, lake=lake)
     sources = expand_inputs(inputs, stdin=sys.stdin.buffer, storage_options=cfg.settings.storage_options)
     show_progress = not json_out and out.is_terminal
     if show_progress:
+        from rich.progress import (
+            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+        )
+
         total = None if any(s.size is None or s.compressed for s in sources) else sum(s.size or 0 for s in sources)
         with Progress(TextColumn("ingesting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       TextColumn("{task.fields[lines]:,} lines"), TimeRemainingColumn(),

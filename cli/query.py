@@ -10,7 +10,6 @@ from rich.table import Table
 
 from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, load, out, print_json
 from erp.core.errors import TenantError
-from erp.core.lake import Lake
 from erp.core.tenants import validate_tenant_id
 
 HELP = """Run DuckDB SQL over one tenant's events (a view named `events`).
@@ -40,7 +39,8 @@ def _run(sql: str, *, tenant: str | None, lake: str | None, config: Path | None,
     if cfg.restrict_tenants and tenant not in cfg.tenants:
         raise TenantError(f"unknown tenant {tenant!r}", tenant=tenant,
                           hint=f"tenants.yaml lists: {', '.join(sorted(cfg.tenants))}")
-    from erp.reports.query import run_query  # DuckDB is imported only by this command
+    from erp.core.lake import Lake  # pyarrow and DuckDB are imported only by this command
+    from erp.reports.query import run_query
 
     r = run_query(Lake(cfg.lake, cfg.settings.storage_options), tenant, sql, limit=limit)
     if json_out:

@@ -12,8 +12,6 @@ from erp.cli._common import (
     ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, escape, load, out, parse_now, print_json,
 )
 from erp.core.errors import TenantError
-from erp.reports.definitions import get_report, load_reports, parse_date, reports_folder
-from erp.reports.engine import compute_report
 
 HELP = """Compute one report for one tenant and print it.
 
@@ -44,6 +42,9 @@ def _run(report_id: str, *, tenant: str | None, since: str | None, until: str | 
          lake: str | None, config: Path | None, json_out: bool) -> None:
     if not tenant:
         raise TenantError("--tenant is required", hint=f"erp report {report_id} --tenant acme")
+    from erp.reports.definitions import get_report, load_reports, parse_date, reports_folder
+    from erp.reports.engine import compute_report  # polars loads only for this command
+
     cfg = load(config, lake=lake)
     report = get_report(load_reports(reports_folder(cfg)), report_id)
     at = parse_now(now)

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from erp.cli._common import EXIT_USER, ConfigOpt, JsonOpt, command, err, escape, load, out, print_json
-from erp.reports.definitions import reports_folder, validate_all
 
 app = typer.Typer(help="Report definitions (YAML under reports_dir).", no_args_is_help=True)
 
@@ -22,6 +21,8 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
 
 @command
 def _validate(*, config: Path | None, json_out: bool) -> None:
+    from erp.reports.definitions import reports_folder, validate_all  # polars loads only when run
+
     cfg = load(config)
     reports, errors = validate_all(folder := reports_folder(cfg))
     if json_out:

@@ -8,8 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from erp.cli._common import ConfigOpt, JsonOpt, LakeOpt, TenantOpt, command, load, out, print_json
-from erp.core.rollup import rollup
-from erp.reports.definitions import parse_date
 
 HELP = """Compute the rollup tables (hourly counts, per-day user activity) from the lake.
 
@@ -38,6 +36,9 @@ def run(tenant: TenantOpt = None,
 @command
 def _run(*, tenant: str | None, since: str | None, until: str | None, full: bool, lake: str | None,
          config: Path | None, json_out: bool) -> None:
+    from erp.core.rollup import rollup  # polars and pyarrow load only for this command
+    from erp.reports.definitions import parse_date
+
     cfg = load(config, lake=lake)
     d_since = parse_date(since, "--since") if since else None
     d_until = parse_date(until, "--until") if until else None
