@@ -37,8 +37,8 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
+from erp.core.dedup import event_keys
 from erp.core.diagnose import diagnose, too_large, truncated
 from erp.core.enrich import (
     UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, referrer_domain_expr, strip_keys,
@@ -512,19 +512,18 @@ def _build(ctx: ParseContext, fields: _Fields, raw_of) -> tuple[pa.Table | None,
     free, bad_objects = _free_form(fields)
 
     # event ids (generated from the line when absent) and dedup keys
-    ids = cols["event_id"].to_list()
     event_ids = cols["event_id"]
     if event_ids.null_count():
+        ids = event_ids.to_list()
         tenants_in = cols["tenant_id"].to_list()
         for j, eid in enumerate(ids):
             if eid is None:
                 ids[j] = generated_id(tenants_in[j] or ctx.default_tenant or "", raw_of(j))
         event_ids = pl.Series("event_id", ids, dtype=pl.String)
-    h = xxhash.xxh3_128_digest
     recv_text, sent_text = cols["received_at"], cols["sent_at"]
     df = pl.DataFrame({
         "event_id": event_ids,
-        "_key": pl.Series([h(e.encode("utf-8")) for e in ids], dtype=pl.Binary),
+        "_key": event_keys(event_ids),
         "tenant_id": cols["tenant_id"],
         "event_type": cols["event_type"],
         "_ts": _times(cols["timestamp"]),
