@@ -3,11 +3,8 @@
 Keys are the 128-bit xxh3 hash of ``event_id`` (16 bytes per event), kept per
 tenant under ``_state/dedup/tenant_id=<t>/<commit>.parquet`` and written in the
 same atomic commit as the events they describe. Memory grows with the number
-of events already stored for the tenants a run touches, not with the input:
-an open-addressing hash table in C (``core/_keys.c``, 16-byte slots kept
-between 3/8 and 3/4 full: 21-43 bytes per key), or, when the extension was not
-built, two sorted arrays (16 bytes per key, slower to search and to grow).
-``erp compact`` merges the per-commit files.
+of events already stored for the tenants a run touches (16 bytes each), not
+with the input. ``erp compact`` merges the per-commit files.
 """
 
 from __future__ import annotations
@@ -35,14 +32,25 @@ except ImportError:  # pragma: no cover - exercised by installs without a compil
     _native = None
 
 
-def _first_occurrence(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """True for each key's first appearance in the batch."""
+#: Seeds the batch hash table in core/_keys.c (random per process: see there).
+_SEED = int.from_bytes(os.urandom(8), "little")
+
+
+def first_occurrence(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """True at each key's first appearance in the batch."""
     if not len(hi):
         return np.zeros(0, dtype=bool)
-    return pl.DataFrame({"h": hi, "l": lo}).select(pl.struct("h", "l").is_first_distinct()).to_series().to_numpy()
+    if _native is None:
+        return pl.DataFrame({"h": hi, "l": lo}).select(pl.struct("h", "l").is_first_distinct()).to_series().to_numpy()
+    hi, lo = np.ascontiguousarray(hi, dtype=np.uint64), np.ascontiguousarray(lo, dtype=np.uint64)
+    first = np.frombuffer(_native.first_seen(_SEED, hi, lo), dtype=bool).copy()
+    zero = np.flatnonzero((hi | lo) == 0)  # the all-zero key is left to us
+    if len(zero):
+        first[zero[0]] = True
+    return first
 
 
-class SortedKeySet:
+class KeySet:
     """A set of 16-byte keys as two sorted uint64 arrays (the key's halves).
 
     Membership is a binary search, so checking a batch against the keys of a
@@ -76,7 +84,7 @@ class SortedKeySet:
 
     def new_in(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """True where a key is not stored and does not appear earlier in the batch."""
-        return _first_occurrence(hi, lo) & ~self.contains(hi, lo)
+        return first_occurrence(hi, lo) & ~self.contains(hi, lo)
 
     def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
         """Merge the keys in: sorted, the i-th new key lands at its insertion
@@ -93,65 +101,6 @@ class SortedKeySet:
         merged_hi[at], merged_lo[at] = hi, lo
         merged_hi[old], merged_lo[old] = self.hi, self.lo
         self.hi, self.lo = merged_hi, merged_lo
-
-
-class HashKeySet:
-    """A set of 16-byte keys in an open-addressing hash table (``core/_keys.c``):
-    checking a batch and adding it cost the same whatever the tenant already
-    stores. The table doubles when it would pass 3/4 full. Its slots are picked
-    with a random seed per table, so event ids chosen to collide cannot slow it
-    down. The all-zero key marks an empty slot and is tracked apart."""
-
-    _MIN_SLOTS = 1024
-
-    def __init__(self) -> None:
-        self.table = np.zeros((self._MIN_SLOTS, 2), dtype=np.uint64)
-        self.seed = int.from_bytes(os.urandom(8), "little")
-        self.size = 0
-        self.zero = False
-
-    def __len__(self) -> int:
-        return self.size + self.zero
-
-    def contains(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        hi, lo = _u64(hi), _u64(lo)
-        found = np.frombuffer(_native.find(self.table, self.seed, hi, lo), dtype=bool).copy()
-        if self.zero:
-            found |= (hi | lo) == 0
-        return found
-
-    def new_in(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """True where a key is not stored and does not appear earlier in the batch."""
-        hi, lo = _u64(hi), _u64(lo)
-        new = np.frombuffer(_native.first_new(self.table, self.seed, hi, lo), dtype=bool).copy()
-        zero = np.flatnonzero((hi | lo) == 0)
-        if len(zero) and not self.zero:
-            new[zero[0]] = True
-        return new
-
-    def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        hi, lo = _u64(hi), _u64(lo)
-        need = self.size + len(hi)
-        if need * 4 > len(self.table) * 3:
-            slots = len(self.table)
-            while need * 4 > slots * 3:
-                slots *= 2
-            old, self.table = self.table, np.zeros((slots, 2), dtype=np.uint64)
-            for start in range(0, len(old), 1 << 20):  # in blocks: no third copy of the keys
-                block = old[start:start + (1 << 20)]
-                block = block[(block[:, 0] | block[:, 1]) != 0]
-                _native.insert(self.table, self.seed, np.ascontiguousarray(block[:, 0]),
-                               np.ascontiguousarray(block[:, 1]))
-        self.size += _native.insert(self.table, self.seed, hi, lo)
-        self.zero = self.zero or bool(((hi | lo) == 0).any())
-
-
-def _u64(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.uint64)
-
-
-#: The key set the dedup index uses: the hash table when its C code is built.
-KeySet = SortedKeySet if _native is None else HashKeySet
 
 
 def event_keys(ids: pl.Series) -> pl.Series:

@@ -1,5 +1,5 @@
-"""The dedup index's key sets (the C hash table and the sorted-array fallback)
-against a plain Python set, and the dedup keys against the xxhash package."""
+"""The dedup index's key set against a plain Python set, and the dedup keys
+and first-in-batch marks of the C code (core/_keys.c) against the Python ones."""
 
 import os
 
@@ -7,26 +7,33 @@ import numpy as np
 import polars as pl
 import pytest
 import xxhash
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from erp.core import dedup
-from erp.core.dedup import HashKeySet, SortedKeySet, event_keys
+from erp.core.dedup import KeySet, event_keys, first_occurrence
 
 if dedup._native is None:
     message = ("core/_keys.c is not built (a C compiler is needed at install: "
                "apt-get install gcc python3-dev, then pip install -e .)")
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
-    KEY_SETS = [SortedKeySet]
-    print(message, "- only the sorted-array key set is tested")
+    PATHS = ["python"]
+    print(message, "- only the Python paths are tested")
 else:
-    KEY_SETS = [SortedKeySet, HashKeySet]
+    PATHS = ["c", "python"]
 
 # small ranges, so halves collide often (the full-key check, the hash table's
-# probing) and the all-zero key (an empty slot in the hash table) comes up
+# probing) and the all-zero key (an empty slot in the C hash table) comes up
 _halves = st.integers(min_value=0, max_value=12)
 _batch = st.lists(st.tuples(_halves, _halves), max_size=40)
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(dedup, "_native", None)
+    return request.param
 
 
 def _arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -34,11 +41,10 @@ def _arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
             np.array([p[1] for p in pairs], dtype=np.uint64))
 
 
-@pytest.mark.parametrize("kind", KEY_SETS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(_batch, max_size=6), queries=_batch)
-def test_keyset_matches_a_set(kind, batches, queries):
-    ks, ref = kind(), set()
+def test_keyset_matches_a_set(path, batches, queries):
+    ks, ref = KeySet(), set()
     for batch in batches:
         expected_new, seen = [], set()
         for p in batch:
@@ -49,46 +55,38 @@ def test_keyset_matches_a_set(kind, batches, queries):
         ks.add(*_arrays(new))
         ref.update(new)
         assert len(ks) == len(ref)
-        if kind is SortedKeySet:
-            assert np.all(ks.hi[:-1] <= ks.hi[1:]), "first halves must stay sorted"
-            assert sorted(zip(ks.hi.tolist(), ks.lo.tolist())) == sorted(ref)
+        assert np.all(ks.hi[:-1] <= ks.hi[1:]), "first halves must stay sorted"
+        assert sorted(zip(ks.hi.tolist(), ks.lo.tolist())) == sorted(ref)
         got = ks.contains(*_arrays(queries))
         assert got.tolist() == [q in ref for q in queries]
 
 
-@pytest.mark.parametrize("kind", KEY_SETS)
-def test_keyset_large_random_batches(kind):
+def test_keyset_large_random_batches(path):
     rng = np.random.default_rng(7)
-    ks, ref, stored = kind(), set(), []
-    for _ in range(5):  # the hash table starts at 1024 slots: this grows it several times
+    ks, ref = KeySet(), set()
+    for _ in range(5):
         hi = rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64)
         lo = rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64)
-        probe_hi = np.concatenate([hi[:100]] + [s[0][:100] for s in stored])
-        probe_lo = np.concatenate([lo[:100]] + [s[1][:100] for s in stored])
+        probe_hi = np.concatenate([hi[:100], ks.hi[:100]])
+        probe_lo = np.concatenate([lo[:100], ks.lo[:100]])
         expected = [(h, l) in ref for h, l in zip(probe_hi.tolist(), probe_lo.tolist())]
         assert ks.contains(probe_hi, probe_lo).tolist() == expected
         assert ks.new_in(probe_hi, probe_lo).tolist() == [not e for e in expected]  # no repeats in the probe
         ks.add(hi, lo)
         ref.update(zip(hi.tolist(), lo.tolist()))
-        stored.append((hi, lo))
-    assert all(ks.contains(hi, lo).all() for hi, lo in stored)
+    assert ks.contains(hi, lo).all()
     assert len(ks) == len(ref)
 
 
-@pytest.mark.skipif(dedup._native is None, reason="core/_keys.c is not built")
-def test_hash_table_stays_fast_with_keys_that_share_their_slot_bits():
-    """Keys equal but for their high bits would share a slot without the seed;
-    with it they spread, so a 64k-key batch probes a few slots per key, not 64k."""
-    ks = HashKeySet()
-    hi = (np.arange(1, 65537, dtype=np.uint64) << np.uint64(40))
+def test_first_occurrence_of_keys_that_share_their_slot_bits(path):
+    """Keys equal but for their high bits, each twice: without the seed they
+    would fill one run of slots in the C table; the marks stay exact."""
+    hi = np.repeat(np.arange(1, 20001, dtype=np.uint64) << np.uint64(40), 2)
     lo = np.zeros(len(hi), dtype=np.uint64)
-    ks.add(hi, lo)
-    assert len(ks) == len(hi) and ks.contains(hi, lo).all()
-    assert not ks.contains(hi + np.uint64(1), lo).any()
-    assert len(ks.table) <= 4 * len(hi), "the table grows by doubling from 3/4 full"
+    assert first_occurrence(hi, lo).tolist() == [True, False] * 20000
 
 
-def test_event_keys_are_the_xxh3_128_digests():
+def test_event_keys_are_the_xxh3_128_digests(path):
     ids = pl.Series("event_id", ["", "a", "ünïcødé", "x" * 5000, "8826d916-cdfb-41c6-81ff-91a761565a70",
                                  "line\nbreak", "\x00nul"] * 3)
     for sliced in (ids, ids.slice(3, 11)):  # an offset into the column's buffers

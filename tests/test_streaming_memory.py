@@ -12,7 +12,7 @@ from pathlib import Path
 
 from erp.core.generate import generate_events
 
-SMALL, LARGE = 50_000, 200_000
+SMALL, LARGE = 50_000, 400_000
 
 
 def peak_rss_of_ingest(cwd: Path, src: Path, lake: Path) -> tuple[int, dict]:
@@ -34,7 +34,7 @@ def test_peak_memory_does_not_grow_with_input_size(tmp_path):
     small, large = tmp_path / "small.ndjson", tmp_path / "large.ndjson"
     generate_events(small, events=SMALL, tenants=5, days=20, seed=1)
     generate_events(large, events=LARGE, tenants=5, days=20, seed=2)
-    assert large.stat().st_size > 3.5 * small.stat().st_size
+    assert large.stat().st_size > 7 * small.stat().st_size
 
     rss_small, r_small = peak_rss_of_ingest(tmp_path, small, tmp_path / "lake-small")
     rss_large, r_large = peak_rss_of_ingest(tmp_path, large, tmp_path / "lake-large")
@@ -44,10 +44,12 @@ def test_peak_memory_does_not_grow_with_input_size(tmp_path):
     mib = 1024 * 1024
     growth = rss_large - rss_small
     input_growth = large.stat().st_size - small.stat().st_size
-    # 4x the input may cost the dedup index (a hash table of 16-byte keys at most 3/4
-    # full: up to 64 bytes per stored event while it doubles) and allocator noise,
-    # never a share of the input itself
-    allowance = 64 * (LARGE - SMALL) + 32 * mib
+    # 8x the input may cost the dedup index (16 bytes per stored event, counted 4x for
+    # transient copies) and allocator noise, never a share of the input itself. The
+    # noise: on a 2-core VM the growth from 50k to 200k events measured 12 to 54 MiB
+    # (peak RSS of either run alone varies by ~20 MiB); a larger input keeps a real
+    # leak of input (half of it would be +100 MiB here) well above that.
+    allowance = 64 * (LARGE - SMALL) + 48 * mib
     assert growth < allowance, (growth // mib, allowance // mib)
     assert growth < input_growth / 2, (growth // mib, input_growth // mib)
     assert rss_large < 1.35 * rss_small, (rss_small // mib, rss_large // mib)
