@@ -65,6 +65,19 @@ def test_entry_module_imports_nothing_heavy():
     assert proc.stdout.strip() == "[]"
 
 
+
+def test_help_loads_no_engine():
+    """`erp --help` and a command's --help load the CLI only: the engines
+    (Polars, Arrow, DuckDB, Jinja2, the collector's web stack) load when a
+    command runs (they took `erp --help` from ~0.2 to ~0.7 s)."""
+    heavy = ("polars", "pyarrow", "numpy", "duckdb", "jinja2", "fastapi", "uvicorn", "erp.reports.render")
+    code = ("import sys\nfrom erp.cli.app import app\n"
+            "for args in (['--help'], ['ingest', '--help'], ['build-reports', '--help'], ['collect', '--help']):\n"
+            "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
+
 def test_version(clean_env):
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.startswith("erp ")
