@@ -19,17 +19,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any, Callable, Iterator
 
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
 
+from erp.core import pqwrite
 from erp.core.config import Config
 from erp.core.dedup import DedupIndex
 from erp.core.errors import TenantError
 from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, Chunk, ChunkResult, ParseContext, Rejected, TenantRules
 from erp.core.handoff import ChunkChanged, detach, remove_results_dir, results_dir, take_table
 from erp.core.parse import init_worker, parse_chunk, parse_chunk_in_worker
-from erp.core.lake import Commit, Lake, hive_path, new_batch_id, split_runs
+from erp.core.lake import Commit, Lake, hive_path, new_batch_id
 from erp.core.ledger import TAIL_BYTES, Ledger, LedgerEntry, tail_hash
 from erp.core.sources import Source, SourceReadError, expand_inputs, read_chunks, scan_chunks
 from erp.core.tenants import validate_tenant_id
@@ -454,14 +456,21 @@ class _Job:
         per tenant and date, rows in timestamp order within a file."""
         if kept.height == 0:
             return {}
-        parts = _partitions(kept, table.select(EVENT_SCHEMA.names))
-        c.write_partitions("events", [(hive_path(["tenant_id", "date"], v), part) for v, part in parts],
-                           INGEST_PARQUET_OPTIONS)
-        for (tenant, day), part in parts:
+        values, spans, take = _partitions(kept)
+        events = table.select(EVENT_SCHEMA.names)
+        tables = [events] if take is None else [events, events.take(take)]
+        paths = [hive_path(["tenant_id", "date"], v) for v in values]
+        if pqwrite.AVAILABLE:  # every file of the commit in one C call
+            c.write_partitions("events", list(zip(paths, pqwrite.encode_spans(tables, spans))))
+        else:
+            c.write_partitions("events", [(path, pa.concat_tables([tables[t].slice(r, n) for t, r, n in sp]))
+                                          for path, sp in zip(paths, spans)], INGEST_PARQUET_OPTIONS)
+        for (tenant, day), sp in zip(values, spans):
+            rows = sum(n for _, _, n in sp)
             stats = self.result.tenant(tenant)
-            stats.accepted += part.num_rows
+            stats.accepted += rows
             stats.partitions.add(str(day))
-            self.result.accepted += part.num_rows
+            self.result.accepted += rows
         return {tenant: part.get_column("_key") for (tenant,), part in
                 kept.select("tenant_id", "_key").partition_by("tenant_id", as_dict=True).items()}
 
@@ -483,9 +492,12 @@ class _Job:
             c.write_bytes(Lake.rejected_rel(bucket, day, f"{c.commit_id}.ndjson"), b"\n".join(lines) + b"\n")
 
 
-def _partitions(kept: pl.DataFrame, events: pa.Table) -> list[tuple[tuple, pa.Table]]:
-    """Per (tenant, date) of ``kept`` (rows ``_row`` of ``events``, input order
-    within a tenant), in that order: its rows in timestamp order.
+def _partitions(kept: pl.DataFrame) -> tuple[list[tuple], list[list[tuple[int, int, int]]], np.ndarray | None]:
+    """Per (tenant, date) of ``kept`` (rows ``_row`` of the commit's events, input
+    order within a tenant), in that order: its key values and its rows in
+    timestamp order, as spans ``(table, first row, rows)``. Table 0 is the
+    commit's events; table 1, when there is one, is the events at the returned
+    row numbers (``take``), for partitions whose rows go back in time.
 
     Parsers return each chunk sorted by partition and time (``SORT_KEYS``), so a
     partition's rows are one span per chunk, and in order when the input is (or
@@ -503,19 +515,23 @@ def _partitions(kept: pl.DataFrame, events: pa.Table) -> list[tuple[tuple, pa.Ta
     ).with_row_index("_i")
     unsorted = set(o.filter(pl.col("_back")).get_column("_part").unique().to_list())
     values: dict[int, tuple] = {}
-    spans: dict[int, list[pa.Table]] = {}
+    spans: dict[int, list[tuple[int, int, int]]] = {}
     starts = o.filter(pl.col("_start")).select("_part", "tenant_id", "date", "_row", "_i")
     ends = starts.get_column("_i").to_list()[1:] + [o.height]
     for (part, tenant, day, row, i), end in zip(starts.iter_rows(), ends):
         values.setdefault(part, (tenant, day))
         if part not in unsorted:
-            spans.setdefault(part, []).append(events.slice(row, end - i))
-    tables = {part: pa.concat_tables(slices) for part, slices in spans.items()}
+            spans.setdefault(part, []).append((0, row, end - i))
+    take = None
     if unsorted:
         back = o.filter(pl.col("_part").is_in(list(unsorted))).sort(["_part", "timestamp"], maintain_order=True)
-        gathered = events.take(back.get_column("_row").to_numpy())
-        tables.update((part, table) for (part,), table in split_runs(back.select("_part"), gathered))
-    return [(values[part], tables[part]) for part in sorted(values)]
+        take = back.get_column("_row").to_numpy()
+        runs = back.select("_part").with_row_index("_i").unique(subset=["_part"], keep="first", maintain_order=True)
+        firsts = runs.get_column("_i").to_list()
+        for part, a, b in zip(runs.get_column("_part").to_list(), firsts, firsts[1:] + [back.height]):
+            spans[part] = [(1, a, b - a)]
+    order = sorted(values)
+    return [values[p] for p in order], [spans[p] for p in order], take
 
 
 def _roll(before: bytes, data: bytes, end: int) -> bytes:

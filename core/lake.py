@@ -131,11 +131,13 @@ class Commit:
         parts = split_runs(sorted_df.select(keys), sorted_df.drop(keys).to_arrow())
         return self.write_partitions(rel_root, [(hive_path(keys, row), part) for row, part in parts], options)
 
-    def write_partitions(self, rel_root: str, parts: list[tuple[str, pa.Table]],
+    def write_partitions(self, rel_root: str, parts: list[tuple[str, "pa.Table | memoryview"]],
                          options: dict[str, Any] | None = None) -> list[str]:
-        """Write each ``(partition path, table)`` as ``<rel_root>/<path>/part-<commit>-0.parquet``.
+        """Write each ``(partition path, table)`` as ``<rel_root>/<path>/part-<commit>-0.parquet``;
+        instead of a table, a part may be the file's bytes, already encoded
+        (``erp.core.pqwrite``).
 
-        Files are written by pyarrow on a few threads (its writer releases the
+        Tables are written by pyarrow on a few threads (its writer releases the
         GIL): a commit often writes hundreds of small files, where the cost per
         file, not per row, dominates."""
         import shutil
@@ -161,7 +163,16 @@ class Commit:
                         f.write(data)
                     return data.size
 
-                sizes = list(_writer_pool().map(write, [(t, tbl) for t, (_, tbl) in zip(targets, jobs)]))
+                def write_bytes(target: str, data: memoryview) -> int:
+                    with open(target, "wb") as f:
+                        f.write(data)
+                    return len(data)
+
+                if all(isinstance(tbl, pa.Table) for _, tbl in jobs):
+                    sizes = list(_writer_pool().map(write, [(t, tbl) for t, (_, tbl) in zip(targets, jobs)]))
+                else:
+                    sizes = [write((target, data)) if isinstance(data, pa.Table) else write_bytes(target, data)
+                             for target, (_, data) in zip(targets, jobs)]
                 if local is not None:
                     self.lake.fs.put(os.path.join(local, rel_root), self._staged(rel_root), recursive=True)
         finally:
