@@ -48,14 +48,15 @@ EVENT_SCHEMA = pa.schema([
     ("ingest_batch", pa.string()),
 ])
 
-#: How ``erp ingest`` writes its per-commit event files. A commit writes one small
-#: file per (tenant, date) it touches, where each compressed column chunk costs a
-#: fixed ~40 µs whatever its size: so only the many-valued text columns where it
-#: pays after dictionary encoding are zstd-compressed (not page paths, referrers,
-#: IPs or stripped metadata: -11% CPU per file for +2% bytes); columns whose
-#: values rarely repeat within a file skip the dictionary (-8% CPU, -6% bytes);
-#: min/max statistics are kept for the columns readers prune on. ``erp compact``
-#: rewrites merged files with zstd on every column.
+#: How ``erp ingest`` writes its per-commit event files (with pyarrow, or with the
+#: same choices in ``core/_pqw.c``, see ``erp.core.pqwrite``). A commit writes one
+#: small file per (tenant, date) it touches, where each compressed column chunk
+#: costs pyarrow a fixed ~40 µs whatever its size: so only the many-valued text
+#: columns where it pays after dictionary encoding are zstd-compressed (not page
+#: paths, referrers, IPs or stripped metadata: -11% CPU per file for +2% bytes);
+#: columns whose values rarely repeat within a file skip the dictionary (-8% CPU,
+#: -6% bytes); min/max statistics are kept for the columns readers prune on.
+#: ``erp compact`` rewrites merged files with zstd on every column.
 EVENT_ZSTD_COLUMNS = ("event_id", "user_id", "anonymous_id", "session_id", "page_url", "user_agent",
                       "properties")
 EVENT_PLAIN_COLUMNS = ("event_id", "timestamp", "anonymous_id", "session_id")

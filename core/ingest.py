@@ -460,8 +460,14 @@ class _Job:
         events = table.select(EVENT_SCHEMA.names)
         tables = [events] if take is None else [events, events.take(take)]
         paths = [hive_path(["tenant_id", "date"], v) for v in values]
+        images = None
         if pqwrite.AVAILABLE:  # every file of the commit in one C call
-            c.write_partitions("events", list(zip(paths, pqwrite.encode_spans(tables, spans))))
+            try:
+                images = pqwrite.encode_spans(tables, spans)
+            except ValueError:  # past the encoder's limits (a page over 2 GiB): pyarrow splits pages
+                images = None
+        if images is not None:
+            c.write_partitions("events", list(zip(paths, images)))
         else:
             c.write_partitions("events", [(path, pa.concat_tables([tables[t].slice(r, n) for t, r, n in sp]))
                                           for path, sp in zip(paths, spans)], INGEST_PARQUET_OPTIONS)
