@@ -456,23 +456,25 @@ class _Job:
         per tenant and date, rows in timestamp order within a file."""
         if kept.height == 0:
             return {}
-        values, spans, take = _partitions(kept)
         events = table.select(EVENT_SCHEMA.names)
-        tables = [events] if take is None else [events, events.take(take)]
+        batches = events.to_batches()
+        batch_starts = np.cumsum([0] + [b.num_rows for b in batches])
+        values, spans, bounds = _partitions(kept, batch_starts)
         paths = [hive_path(["tenant_id", "date"], v) for v in values]
         images = None
-        if pqwrite.AVAILABLE:  # every file of the commit in one C call
+        if pqwrite.AVAILABLE:  # every file of the commit in one C call, from the chunks' buffers
             try:
-                images = pqwrite.encode_spans(tables, spans)
+                images = pqwrite.encode_batches(batches, spans, bounds)
             except ValueError:  # past the encoder's limits (a page over 2 GiB): pyarrow splits pages
                 images = None
         if images is not None:
             c.write_partitions("events", list(zip(paths, images)))
         else:
-            c.write_partitions("events", [(path, pa.concat_tables([tables[t].slice(r, n) for t, r, n in sp]))
-                                          for path, sp in zip(paths, spans)], INGEST_PARQUET_OPTIONS)
-        for (tenant, day), sp in zip(values, spans):
-            rows = sum(n for _, _, n in sp)
+            c.write_partitions("events", [(path, _gather(batches, batch_starts, spans[a:b]))
+                                          for path, a, b in zip(paths, bounds, bounds[1:])], INGEST_PARQUET_OPTIONS)
+        part_rows = np.add.reduceat(spans[:, 2], bounds[:-1]) if len(spans) else []
+        for (tenant, day), rows in zip(values, part_rows):
+            rows = int(rows)
             stats = self.result.tenant(tenant)
             stats.accepted += rows
             stats.partitions.add(str(day))
@@ -498,46 +500,59 @@ class _Job:
             c.write_bytes(Lake.rejected_rel(bucket, day, f"{c.commit_id}.ndjson"), b"\n".join(lines) + b"\n")
 
 
-def _partitions(kept: pl.DataFrame) -> tuple[list[tuple], list[list[tuple[int, int, int]]], np.ndarray | None]:
+def _partitions(kept: pl.DataFrame, batch_starts: np.ndarray) -> tuple[list[tuple], np.ndarray, np.ndarray]:
     """Per (tenant, date) of ``kept`` (rows ``_row`` of the commit's events, input
-    order within a tenant), in that order: its key values and its rows in
-    timestamp order, as spans ``(table, first row, rows)``. Table 0 is the
-    commit's events; table 1, when there is one, is the events at the returned
-    row numbers (``take``), for partitions whose rows go back in time.
+    order within a tenant), in that order: its key values, and its rows in
+    timestamp order as spans ``(batch, first row, rows)`` of the events' record
+    batches (``batch_starts``: the row number each batch starts at, then the
+    total). Returns the values, the spans (an int64 array of triples) and the
+    bounds of each partition's spans (int64, partitions + 1).
 
     Parsers return each chunk sorted by partition and time (``SORT_KEYS``), so a
     partition's rows are one span per chunk, and in order when the input is (or
-    roughly is) in time order: the partition is then slices of the chunks,
-    without the copy of every row a gather makes (~0.1-0.4 s per 200k-event
-    commit, most of it first-touch of fresh memory). The rows of a partition
-    that go back in time across chunks are gathered in timestamp order (input
-    order among equal timestamps)."""
-    o = kept.select("tenant_id", "date", "timestamp", "_row").sort(["tenant_id", "date"], maintain_order=True)
+    roughly is) in time order. The rows of a partition that go back in time
+    across chunks are put in timestamp order (input order among equal
+    timestamps) as runs of rows that stay consecutive in one chunk: the files
+    are encoded from the chunks' buffers, without gathering a copy of the rows."""
+    rows = kept.get_column("_row").to_numpy()
+    batch = np.searchsorted(batch_starts, rows, side="right") - 1
+    o = kept.select("tenant_id", "date", "timestamp", "_row").with_columns(
+        _batch=pl.Series(batch, dtype=pl.Int64)).sort(["tenant_id", "date"], maintain_order=True)
     new_part = ((pl.col("tenant_id") != pl.col("tenant_id").shift()) | (pl.col("date") != pl.col("date").shift())
                 ).fill_null(True)
-    o = o.with_columns(_part=new_part.cum_sum()).with_columns(
-        _start=new_part | (pl.col("_row") != pl.col("_row").shift() + 1).fill_null(True),
-        _back=~new_part & (pl.col("timestamp") < pl.col("timestamp").shift()).fill_null(False),
-    ).with_row_index("_i")
-    unsorted = set(o.filter(pl.col("_back")).get_column("_part").unique().to_list())
-    values: dict[int, tuple] = {}
-    spans: dict[int, list[tuple[int, int, int]]] = {}
-    starts = o.filter(pl.col("_start")).select("_part", "tenant_id", "date", "_row", "_i")
-    ends = starts.get_column("_i").to_list()[1:] + [o.height]
-    for (part, tenant, day, row, i), end in zip(starts.iter_rows(), ends):
-        values.setdefault(part, (tenant, day))
-        if part not in unsorted:
-            spans.setdefault(part, []).append((0, row, end - i))
-    take = None
-    if unsorted:
-        back = o.filter(pl.col("_part").is_in(list(unsorted))).sort(["_part", "timestamp"], maintain_order=True)
-        take = back.get_column("_row").to_numpy()
-        runs = back.select("_part").with_row_index("_i").unique(subset=["_part"], keep="first", maintain_order=True)
-        firsts = runs.get_column("_i").to_list()
-        for part, a, b in zip(runs.get_column("_part").to_list(), firsts, firsts[1:] + [back.height]):
-            spans[part] = [(1, a, b - a)]
-    order = sorted(values)
-    return [values[p] for p in order], [spans[p] for p in order], take
+    o = o.with_columns(_part=new_part.cum_sum() - 1).with_columns(
+        _back=~new_part & (pl.col("timestamp") < pl.col("timestamp").shift()).fill_null(False))
+    unsorted = o.filter(pl.col("_back")).get_column("_part").unique()
+    if len(unsorted):  # those partitions' rows in timestamp order
+        o = o.sort(["_part", pl.when(pl.col("_part").is_in(unsorted.implode())).then(pl.col("timestamp"))],
+                   maintain_order=True, nulls_last=True)
+    part = o.get_column("_part").to_numpy()
+    row = o.get_column("_row").to_numpy()
+    batch = o.get_column("_batch").to_numpy()
+    n = len(row)
+    # a span starts at a new partition, a new batch or a row that does not follow the previous one
+    start = np.ones(n, dtype=bool)
+    if n > 1:
+        start[1:] = (part[1:] != part[:-1]) | (batch[1:] != batch[:-1]) | (row[1:] != row[:-1] + 1)
+    first = np.flatnonzero(start)
+    counts = np.diff(np.append(first, n))
+    spans = np.empty((len(first), 3), dtype=np.int64)
+    spans[:, 0] = batch[first]
+    spans[:, 1] = row[first] - batch_starts[batch[first]]
+    spans[:, 2] = counts
+    part_first = np.flatnonzero(np.diff(part[first], prepend=-1) != 0)
+    bounds = np.append(part_first, len(first)).astype(np.int64)
+    keys = o.select("tenant_id", "date").gather(first[part_first])
+    return list(keys.iter_rows()), spans, bounds
+
+
+def _gather(batches: list[pa.RecordBatch], batch_starts: np.ndarray, spans: np.ndarray) -> pa.Table:
+    """The rows of ``spans`` as one table: slices of the batches when there are
+    few spans, else one gather."""
+    if len(spans) <= 16:
+        return pa.Table.from_batches([batches[b].slice(r, n) for b, r, n in spans.tolist()], batches[0].schema)
+    idx = np.concatenate([np.arange(batch_starts[b] + r, batch_starts[b] + r + n) for b, r, n in spans.tolist()])
+    return pa.Table.from_batches(batches).take(idx)
 
 
 def _roll(before: bytes, data: bytes, end: int) -> bytes:

@@ -74,19 +74,38 @@ def _batches(table: pa.Table) -> list[pa.RecordBatch]:
     return table.to_batches()
 
 
+def encode_batches(batches: Sequence[pa.RecordBatch], spans: np.ndarray, bounds: np.ndarray) -> list[memoryview]:
+    """Parquet images of files made of row spans of ``batches`` (each with
+    ``EVENT_SCHEMA``'s columns): ``spans`` holds ``(batch, first row, rows)``
+    triples (int64, shape (n, 3)), and file ``i`` is ``spans[bounds[i]:bounds[i + 1]]``
+    with its rows in span order."""
+    if _native is None:
+        raise RuntimeError(f"the C Parquet encoder is not available: {UNAVAILABLE_REASON}")
+    chunks = []
+    for b in batches:
+        if b.schema != EVENT_SCHEMA:
+            b = pa.Table.from_batches([b]).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks().to_batches()[0]
+        chunks.append(_columns(b))
+    spans = np.ascontiguousarray(spans, dtype=np.int64).reshape(-1, 3)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    data, sizes = _native.encode(SPEC, chunks, spans, bounds, ZSTD_LEVEL, _CREATED_BY, _SEED)
+    view = memoryview(data)
+    out, at = [], 0
+    for size in sizes:
+        out.append(view[at:at + size])
+        at += size
+    return out
+
+
 def encode_spans(tables: Sequence[pa.Table], files: Sequence[Sequence[tuple[int, int, int]]]) -> list[memoryview]:
     """Parquet images of ``files``: each a list of ``(table, first row, rows)``
     spans of ``tables`` (each with ``EVENT_SCHEMA``'s columns), rows in span order."""
-    if _native is None:
-        raise RuntimeError(f"the C Parquet encoder is not available: {UNAVAILABLE_REASON}")
-    chunks: list[list[tuple]] = []
-    # each table's record batches become chunks; a span is cut at batch ends
-    starts: list[tuple[np.ndarray, int]] = []  # per table: row starts of its batches, first chunk index
+    batches: list[pa.RecordBatch] = []
+    starts: list[tuple[np.ndarray, int]] = []  # per table: row starts of its batches, its first batch
     for t in tables:
-        batches = _batches(t)
-        first = len(chunks)
-        chunks.extend(_columns(b) for b in batches)
-        starts.append((np.cumsum([0] + [b.num_rows for b in batches]), first))
+        tb = _batches(t)
+        starts.append((np.cumsum([0] + [b.num_rows for b in tb]), len(batches)))
+        batches.extend(tb)
     spans: list[tuple[int, int, int]] = []
     bounds = [0]
     for file in files:
@@ -97,23 +116,15 @@ def encode_spans(tables: Sequence[pa.Table], files: Sequence[Sequence[tuple[int,
             if row < 0 or row + n > cum[-1]:
                 raise ValueError(f"span ({t}, {row}, {n}) is outside table {t} of {cum[-1]} rows")
             b = int(np.searchsorted(cum, row, side="right")) - 1
-            while n > 0:
-                at = row - int(cum[b])
+            while n > 0:  # a span is cut at batch ends
                 take = min(n, int(cum[b + 1]) - row)
                 if take > 0:
-                    spans.append((first + b, at, take))
+                    spans.append((first + b, row - int(cum[b]), take))
                 row += take
                 n -= take
                 b += 1
         bounds.append(len(spans))
-    data, sizes = _native.encode(SPEC, chunks, np.asarray(spans, dtype=np.int64).reshape(-1, 3).tobytes(),
-                                 np.asarray(bounds, dtype=np.int64).tobytes(), ZSTD_LEVEL, _CREATED_BY, _SEED)
-    view = memoryview(data)
-    out, at = [], 0
-    for size in sizes:
-        out.append(view[at:at + size])
-        at += size
-    return out
+    return encode_batches(batches, np.asarray(spans, dtype=np.int64).reshape(-1, 3), np.asarray(bounds))
 
 
 def encode_tables(tables: Sequence[pa.Table]) -> list[memoryview]:
