@@ -158,6 +158,10 @@ static int t_stop(buf_t *b) { return put_u8(b, 0); }
 /* --- inputs -------------------------------------------------------------------- */
 
 enum { K_STRING = 0, K_TIMESTAMP = 1, K_DOUBLE = 2, K_BOOL = 3 };
+/* rows and offsets of an array, at most (so that 8 * (offset + length) fits) */
+#define MAX_ROWS ((int64_t)1 << 56)
+/* min/max values longer than this are left out of the statistics (as pyarrow does) */
+#define MAX_STAT_BYTES 4096
 enum { F_DICT = 1, F_ZSTD = 2, F_STATS = 4 };
 
 typedef struct {
@@ -512,7 +516,9 @@ static int encode_column(ctx_t *c, buf_t *file, int64_t file_start, arr_t **arrs
     }
     if (want_stats && (spec->kind == K_STRING || spec->kind == K_TIMESTAMP)) {
         m->has_stats = 1;
-        if (have && spec->kind == K_STRING) {
+        if (have && spec->kind == K_STRING && (minn > MAX_STAT_BYTES || maxn > MAX_STAT_BYTES)) {
+            have = 0; /* the null count only */
+        } else if (have && spec->kind == K_STRING) {
             if (set_bytes(&m->min, minp, minn) || set_bytes(&m->max, maxp, maxn)) return -1;
         } else if (have) {
             if (set_bytes(&m->min, &imin, 8) || set_bytes(&m->max, &imax, 8)) return -1;
@@ -683,8 +689,9 @@ static PyObject *encode(PyObject *self, PyObject *args) {
             arr_t *a = &arrs[k][i];
             a->offset = off;
             a->length = len;
-            if (off < 0 || len < 0) {
-                PyErr_SetString(PyExc_ValueError, "encode: negative offset or length");
+            /* bounded so that the buffer sizes below cannot overflow */
+            if (off < 0 || len < 0 || off > MAX_ROWS || len > MAX_ROWS - off) {
+                PyErr_SetString(PyExc_ValueError, "encode: offset or length out of range");
                 goto done;
             }
             int kind = spec[i].kind;
@@ -738,7 +745,8 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     }
     for (size_t s = 0; s < nspans; s++) {
         int64_t k = sp[3 * s], first = sp[3 * s + 1], n = sp[3 * s + 2];
-        if (k < 0 || k >= nchunks || first < 0 || n < 0 || first + n > arrs[k][0].length) {
+        if (k < 0 || k >= nchunks || first < 0 || n < 0 || first > arrs[k][0].length ||
+            n > arrs[k][0].length - first) {
             PyErr_SetString(PyExc_ValueError, "encode: a span is outside its chunk");
             goto done;
         }

@@ -84,7 +84,8 @@ def encode_batches(batches: Sequence[pa.RecordBatch], spans: np.ndarray, bounds:
     chunks = []
     for b in batches:
         if b.schema != EVENT_SCHEMA:
-            b = pa.Table.from_batches([b]).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks().to_batches()[0]
+            t = pa.Table.from_batches([b]).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks()
+            b = pa.record_batch([t.column(i).combine_chunks() for i in range(t.num_columns)], schema=EVENT_SCHEMA)
         chunks.append(_columns(b))
     spans = np.ascontiguousarray(spans, dtype=np.int64).reshape(-1, 3)
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
@@ -110,11 +111,13 @@ def encode_spans(tables: Sequence[pa.Table], files: Sequence[Sequence[tuple[int,
     bounds = [0]
     for file in files:
         for t, row, n in file:
-            if n <= 0:
-                continue
+            if not 0 <= t < len(starts):
+                raise ValueError(f"span ({t}, {row}, {n}) names no table (there are {len(starts)})")
             cum, first = starts[t]
-            if row < 0 or row + n > cum[-1]:
+            if row < 0 or n < 0 or row + n > cum[-1]:
                 raise ValueError(f"span ({t}, {row}, {n}) is outside table {t} of {cum[-1]} rows")
+            if n == 0:
+                continue
             b = int(np.searchsorted(cum, row, side="right")) - 1
             while n > 0:  # a span is cut at batch ends
                 take = min(n, int(cum[b + 1]) - row)
