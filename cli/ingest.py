@@ -71,10 +71,17 @@ def run(
 @command
 def _run(inputs: list[str], *, tenant: str | None, lake: str | None, config: Path | None,
          workers: int | None, fail_on_rejects: bool, rescan: bool, json_out: bool) -> None:
+    import os
+
+    from erp.core import forkserver
+
+    cfg = load(config, lake=lake)
+    ing = cfg.settings.ingest
+    # the parsers' fork server imports Polars and Arrow on another core while this process does
+    forkserver.start_early(inputs, 2 * ing.chunk_bytes, workers or ing.workers or os.cpu_count() or 1)
     from erp.core.ingest import ingest  # polars and pyarrow load only when a command runs
     from erp.core.sources import expand_inputs
 
-    cfg = load(config, lake=lake)
     sources = expand_inputs(inputs, stdin=sys.stdin.buffer, storage_options=cfg.settings.storage_options)
     show_progress = not json_out and out.is_terminal
     if show_progress:

@@ -10,7 +10,6 @@ with the input ledger and dedup-index additions.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 from collections import Counter, deque
@@ -24,7 +23,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from erp.core import pqwrite
+from erp.core import forkserver, pqwrite
 from erp.core.config import Config
 from erp.core.dedup import DedupIndex
 from erp.core.errors import TenantError
@@ -206,9 +205,7 @@ def ingest(cfg: Config, inputs: list[str], *, tenant: str | None = None, lake: L
 
 
 def _mp_context() -> Any:
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["erp.core.workerenv", "erp.core.parse"])
-    return ctx
+    return forkserver.context()
 
 
 def _plan(sources: list[Source], ledger: Ledger, result: IngestResult) -> list[tuple[Source, int, int]]:
