@@ -195,7 +195,7 @@ typedef struct {
 } colmeta_t;
 
 typedef struct {
-    buf_t page, values, zbuf, dict_vals;
+    buf_t values, zbuf, dict_vals;
     uint32_t *idx, *levels;
     size_t idx_cap, levels_cap;
     uint64_t *slots; /* (hash high bits << 32) | (index + 1); 0 empty */
@@ -532,7 +532,7 @@ static int encode_column(ctx_t *c, buf_t *file, int64_t file_start, arr_t **arrs
 
 static const int PARQUET_TYPE[] = {6 /* BYTE_ARRAY */, 2 /* INT64 */, 5 /* DOUBLE */, 0 /* BOOLEAN */};
 
-static int put_footer(buf_t *file, int64_t file_start, int ncols, const colspec_t *spec, colmeta_t *meta,
+static int put_footer(buf_t *file, int ncols, const colspec_t *spec, colmeta_t *meta,
                       int64_t rows, const char *created_by) {
     size_t at = file->n;
     int last = 0, sub, sub2, sub3;
@@ -609,7 +609,6 @@ static int put_footer(buf_t *file, int64_t file_start, int ncols, const colspec_
         if (put_u8(file, 0x10 | T_STRUCT) || t_stop(file) /* TypeDefinedOrder */ || t_stop(file) /* ColumnOrder */)
             return -1;
     if (t_stop(file)) return -1;
-    (void)file_start;
     return put_u32le(file, (uint32_t)(file->n - at)) || put(file, "PAR1", 4);
 }
 
@@ -788,7 +787,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
                 break;
             }
         }
-        if (!failed && !nomem && put_footer(&out, start, ncols, spec, meta, rows, created_by)) nomem = 1;
+        if (!failed && !nomem && put_footer(&out, ncols, spec, meta, rows, created_by)) nomem = 1;
         sizes[f] = out.n - (size_t)start;
     }
     if (c.zctx) zstd_free(c.zctx);
@@ -837,7 +836,6 @@ done:
     free(held);
     free(sizes);
     free(out.p);
-    free(c.page.p);
     free(c.values.p);
     free(c.zbuf.p);
     free(c.dict_vals.p);

@@ -467,7 +467,7 @@ class _Job:
         if images is not None:
             c.write_partitions("events", list(zip(paths, images)))
         else:
-            c.write_partitions("events", [(path, _gather(batches, batch_starts, spans[a:b]))
+            c.write_partitions("events", [(path, _gather(events, batches, batch_starts, spans[a:b]))
                                           for path, a, b in zip(paths, bounds, bounds[1:])], INGEST_PARQUET_OPTIONS)
         part_rows = np.add.reduceat(spans[:, 2], bounds[:-1]) if len(spans) else []
         for (tenant, day), rows in zip(values, part_rows):
@@ -543,13 +543,14 @@ def _partitions(kept: pl.DataFrame, batch_starts: np.ndarray) -> tuple[list[tupl
     return list(keys.iter_rows()), spans, bounds
 
 
-def _gather(batches: list[pa.RecordBatch], batch_starts: np.ndarray, spans: np.ndarray) -> pa.Table:
-    """The rows of ``spans`` as one table: slices of the batches when there are
-    few spans, else one gather."""
+def _gather(events: pa.Table, batches: list[pa.RecordBatch], batch_starts: np.ndarray,
+            spans: np.ndarray) -> pa.Table:
+    """The rows of ``spans`` (of ``batches``, the record batches of ``events``) as
+    one table: slices of the batches when there are few spans, else one gather."""
     if len(spans) <= 16:
-        return pa.Table.from_batches([batches[b].slice(r, n) for b, r, n in spans.tolist()], batches[0].schema)
+        return pa.Table.from_batches([batches[b].slice(r, n) for b, r, n in spans.tolist()], events.schema)
     idx = np.concatenate([np.arange(batch_starts[b] + r, batch_starts[b] + r + n) for b, r, n in spans.tolist()])
-    return pa.Table.from_batches(batches).take(idx)
+    return events.take(idx)
 
 
 def _roll(before: bytes, data: bytes, end: int) -> bytes:

@@ -69,9 +69,18 @@ def _columns(batch: pa.RecordBatch) -> list[tuple]:
 
 
 def _batches(table: pa.Table) -> list[pa.RecordBatch]:
+    """``table``'s record batches with ``EVENT_SCHEMA`` (its columns picked and cast if need be)."""
     if table.schema != EVENT_SCHEMA:
         table = table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
     return table.to_batches()
+
+
+def _event_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with ``EVENT_SCHEMA``, as one batch even when it has no rows."""
+    if batch.schema == EVENT_SCHEMA:
+        return batch
+    t = pa.Table.from_batches([batch]).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks()
+    return pa.record_batch([t.column(i).combine_chunks() for i in range(t.num_columns)], schema=EVENT_SCHEMA)
 
 
 def encode_batches(batches: Sequence[pa.RecordBatch], spans: np.ndarray, bounds: np.ndarray) -> list[memoryview]:
@@ -81,12 +90,7 @@ def encode_batches(batches: Sequence[pa.RecordBatch], spans: np.ndarray, bounds:
     with its rows in span order."""
     if _native is None:
         raise RuntimeError(f"the C Parquet encoder is not available: {UNAVAILABLE_REASON}")
-    chunks = []
-    for b in batches:
-        if b.schema != EVENT_SCHEMA:
-            t = pa.Table.from_batches([b]).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks()
-            b = pa.record_batch([t.column(i).combine_chunks() for i in range(t.num_columns)], schema=EVENT_SCHEMA)
-        chunks.append(_columns(b))
+    chunks = [_columns(_event_batch(b)) for b in batches]
     spans = np.ascontiguousarray(spans, dtype=np.int64).reshape(-1, 3)
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
     data, sizes = _native.encode(SPEC, chunks, spans, bounds, ZSTD_LEVEL, _CREATED_BY, _SEED)
