@@ -133,11 +133,13 @@ def parse_chunk_in_worker(chunk: Chunk) -> ChunkResult:
 
 def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Start and end offsets of every line (without the newline)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    nl = np.flatnonzero(buf == 10)
+    if _native is not None:
+        nl = np.frombuffer(_native.newlines(data), dtype=np.int64)
+    else:
+        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     ends = nl if data.endswith(b"\n") else np.append(nl, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
-    return starts.astype(np.int64), ends.astype(np.int64)
+    return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False)
 
 
 def parse_chunk(ctx: ParseContext, chunk: Chunk) -> ChunkResult:

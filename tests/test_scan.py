@@ -237,3 +237,18 @@ def test_distinct_codes_each_text_in_order_of_first_appearance(texts):
 
 def test_the_scanner_reports_the_fields_the_parser_names():
     assert _scan.FIELDS == parse.SCAN_FIELDS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"a", b"\r", b"{}", b"\x00", b"\xff"]), min_size=1, max_size=60).map(b"".join))
+def test_newlines_are_found_where_numpy_finds_them(data):
+    import numpy as np
+
+    expected = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    assert np.frombuffer(_scan.newlines(data), dtype=np.int64).tolist() == expected.tolist()
+    # every line, the last one with or without its newline, and nothing else
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    starts, ends = parse._line_bounds(data)
+    assert [data[a:b] for a, b in zip(starts, ends)] == lines
