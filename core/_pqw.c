@@ -18,7 +18,8 @@
  *
  * ``encode(spec, chunks, spans, bounds, level, created_by, seed)``:
  *   spec    one (name: bytes, kind: int, flags: int) per column; kind 0 string
- *           (Arrow utf8, int32 offsets), 1 timestamp[us, UTC], 2 float64, 3 bool;
+ *           (Arrow utf8, int32 offsets), 1 timestamp[us, UTC], 2 float64, 3 bool,
+ *           4 fixed_size_binary(16) (the dedup index's keys);
  *           flags 1 dictionary, 2 zstd, 4 statistics
  *   chunks  per chunk, per column (validity or None, offsets or None, data,
  *           offset, length): the Arrow buffers of one array (offset = the
@@ -157,8 +158,10 @@ static int t_stop(buf_t *b) { return put_u8(b, 0); }
 
 /* --- inputs -------------------------------------------------------------------- */
 
-enum { K_STRING = 0, K_TIMESTAMP = 1, K_DOUBLE = 2, K_BOOL = 3 };
-/* rows and offsets of an array, at most (so that 8 * (offset + length) fits) */
+enum { K_STRING = 0, K_TIMESTAMP = 1, K_DOUBLE = 2, K_BOOL = 3, K_FIXED16 = 4 };
+/* bytes per value of the fixed-width kinds */
+static const int WIDTH[] = {0, 8, 8, 0, 16};
+/* rows and offsets of an array, at most (so that 16 * (offset + length) fits) */
 #define MAX_ROWS ((int64_t)1 << 56)
 /* min/max values longer than this are left out of the statistics (as pyarrow does) */
 #define MAX_STAT_BYTES 4096
@@ -401,8 +404,8 @@ static int encode_column(ctx_t *c, buf_t *file, int64_t file_start, arr_t **arrs
                     p = a->data + lo;
                     len = (size_t)(hi - lo);
                 } else {
-                    p = a->data + (a->offset + i) * 8;
-                    len = 8;
+                    len = (size_t)WIDTH[spec->kind];
+                    p = a->data + (a->offset + i) * (int64_t)len;
                 }
                 uint64_t h = XXH3_64bits_withSeed(p, len, c->seed);
                 size_t at = (size_t)h & mask;
@@ -491,13 +494,14 @@ static int encode_column(ctx_t *c, buf_t *file, int64_t file_start, arr_t **arrs
                             have = 1;
                         }
                     }
-                } else { /* 8-byte values: timestamps (int64) and doubles */
-                    const uint8_t *base = a->data + (a->offset + first) * 8;
+                } else { /* fixed-width values: timestamps (int64), doubles, 16-byte keys */
+                    const int w = WIDTH[spec->kind];
+                    const uint8_t *base = a->data + (a->offset + first) * w;
                     if (!a->valid) {
-                        if (put(v, base, (size_t)n * 8)) return -1;
+                        if (put(v, base, (size_t)n * w)) return -1;
                     } else {
                         for (int64_t i = 0; i < n; i++)
-                            if (is_valid(a, first + i) && put(v, base + i * 8, 8)) return -1;
+                            if (is_valid(a, first + i) && put(v, base + i * w, w)) return -1;
                     }
                     if (want_stats && spec->kind == K_TIMESTAMP) {
                         const int64_t *x = (const int64_t *)base;
@@ -530,7 +534,8 @@ static int encode_column(ctx_t *c, buf_t *file, int64_t file_start, arr_t **arrs
     return 0;
 }
 
-static const int PARQUET_TYPE[] = {6 /* BYTE_ARRAY */, 2 /* INT64 */, 5 /* DOUBLE */, 0 /* BOOLEAN */};
+static const int PARQUET_TYPE[] = {6 /* BYTE_ARRAY */, 2 /* INT64 */, 5 /* DOUBLE */, 0 /* BOOLEAN */,
+                                   7 /* FIXED_LEN_BYTE_ARRAY */};
 
 static int put_footer(buf_t *file, int ncols, const colspec_t *spec, colmeta_t *meta,
                       int64_t rows, const char *created_by) {
@@ -543,7 +548,9 @@ static int put_footer(buf_t *file, int ncols, const colspec_t *spec, colmeta_t *
     if (t_bin(file, &sub, 4, "schema", 6) || t_i32(file, &sub, 5, ncols) || t_stop(file)) return -1;
     for (int i = 0; i < ncols; i++) {
         sub = 0;
-        if (t_i32(file, &sub, 1, PARQUET_TYPE[spec[i].kind]) || t_i32(file, &sub, 3, 1 /* OPTIONAL */) ||
+        if (t_i32(file, &sub, 1, PARQUET_TYPE[spec[i].kind]) ||
+            (spec[i].kind == K_FIXED16 && t_i32(file, &sub, 2, 16 /* type_length */)) ||
+            t_i32(file, &sub, 3, 1 /* OPTIONAL */) ||
             t_bin(file, &sub, 4, spec[i].name, (size_t)spec[i].name_len))
             return -1;
         if (spec[i].kind == K_STRING) {
@@ -661,7 +668,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     for (int i = 0; i < ncols; i++) {
         PyObject *t = PySequence_Fast_GET_ITEM(spec_fast, i);
         if (!PyArg_ParseTuple(t, "y#ii", &spec[i].name, &spec[i].name_len, &spec[i].kind, &spec[i].flags)) goto done;
-        if (spec[i].kind < 0 || spec[i].kind > 3) {
+        if (spec[i].kind < 0 || spec[i].kind > K_FIXED16) {
             PyErr_SetString(PyExc_ValueError, "encode: unknown column kind");
             goto done;
         }
@@ -727,7 +734,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
                 if (get_buf(dobj, b, &nheld)) goto done;
                 a->data = b->buf;
                 a->data_len = b->len;
-                Py_ssize_t need = kind == K_BOOL ? (off + len + 7) / 8 : kind == K_STRING ? 0 : (off + len) * 8;
+                Py_ssize_t need = kind == K_BOOL ? (off + len + 7) / 8 : kind == K_STRING ? 0 : (off + len) * WIDTH[kind];
                 if (b->len < need) {
                     PyErr_SetString(PyExc_ValueError, "encode: a data buffer is too short");
                     goto done;

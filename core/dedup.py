@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 import xxhash
 
+from erp.core import pqwrite
 from erp.core.errors import LakeError
 from erp.core.lake import Commit, Lake
 from erp.core.tenants import tenant_partition
@@ -138,6 +139,11 @@ def split_keys(keys: pl.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 
 
+def _fixed(keys: pl.Series) -> pa.FixedSizeBinaryArray:
+    arr = keys.to_arrow().cast(pa.binary(16))
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 class DedupIndex:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
@@ -183,9 +189,13 @@ class DedupIndex:
     def stage(self, commit: Commit, keys: dict[str, pl.Series]) -> None:
         """Stage each tenant's new keys in ``commit`` (one file per tenant, written
         on the lake's writer threads like the events)."""
-        commit.write_partitions(posixpath.join("_state", DEDUP_DIR), [
-            (tenant_partition(t), pa.table({"_key": k.to_arrow().cast(pa.binary(16))})) for t, k in keys.items()],
-            KEY_FILE_OPTIONS)
+        arrays = [_fixed(k) for k in keys.values()]
+        if pqwrite.AVAILABLE:  # every file in one C call (pyarrow costs ~0.5 ms per file)
+            files: list = pqwrite.encode_keys(arrays)
+        else:
+            files = [pa.table({"_key": a}) for a in arrays]
+        commit.write_partitions(posixpath.join("_state", DEDUP_DIR),
+                                [(tenant_partition(t), f) for t, f in zip(keys, files)], KEY_FILE_OPTIONS)
 
     def add(self, tenant: str, keys: pl.Series) -> None:
         self.keys(tenant).add(*split_keys(keys))

@@ -11,6 +11,9 @@ footer's statistics, compression, dictionary pages and writer name, and
 row-group pruning on them; agreement with ``pq.write_table`` under
 ``INGEST_PARQUET_OPTIONS``; bad input refused with an exception (never a
 crash); and ``erp ingest`` writing the same rows with and without the encoder.
+The dedup index's key files (``encode_keys``): round trips, the footer pyarrow
+writes for them, DuckDB reading them, and an index written by either writer
+deduplicating runs of the other.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typer.testing import CliRunner
 from conftest import event, write_ndjson
 from erp.cli.main import app
 from erp.core import pqwrite
+from erp.core.dedup import KEY_FILE_OPTIONS
 from erp.core.events import EVENT_SCHEMA, INGEST_PARQUET_OPTIONS, TS
 
 NOT_BUILT = (f"core/_pqw.c is not built ({pqwrite.UNAVAILABLE_REASON}): it needs a C compiler and libzstd "
@@ -592,3 +596,68 @@ def test_ingest_writes_the_same_rows_with_and_without_the_encoder(clean_env, mon
     with_pyarrow = ingest_sample(tmp, tmp / "lake-py", recs)
     assert writers(tmp / "lake-py") == {"parquet-cpp-arrow version"}
     assert with_pyarrow == with_c
+
+
+# --- the dedup index's key files ------------------------------------------------------
+
+@SETTINGS
+@given(st.lists(st.binary(min_size=16, max_size=16), max_size=300), st.integers(0, 5), st.integers(0, 5))
+def test_key_files_round_trip_like_pyarrows(keys, cut_front, cut_back):
+    arr = pa.array(keys, pa.binary(16))
+    arr = arr.slice(min(cut_front, len(arr)), max(0, len(arr) - cut_front - cut_back))
+    image = bytes(pqwrite.encode_keys([arr])[0])
+    back = pq.read_table(pa.BufferReader(image))
+    assert back.schema.field("_key").type == pa.binary(16)
+    assert back.column("_key").combine_chunks().to_pylist() == arr.to_pylist()
+    theirs = pa.BufferOutputStream()
+    pq.write_table(pa.table({"_key": arr}), theirs, **KEY_FILE_OPTIONS)
+    ours_md = pq.ParquetFile(pa.BufferReader(image)).metadata
+    theirs_md = pq.ParquetFile(theirs.getvalue()).metadata
+    assert ours_md.schema.column(0).physical_type == theirs_md.schema.column(0).physical_type == "FIXED_LEN_BYTE_ARRAY"
+    assert ours_md.schema.column(0).length == 16
+    assert ours_md.row_group(0).column(0).compression == "UNCOMPRESSED"
+    assert not ours_md.row_group(0).column(0).is_stats_set
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as f:
+        f.write(image)
+        f.flush()
+        got = duckdb.sql(f"SELECT _key FROM read_parquet('{f.name}')").fetchall()
+    assert [k for (k,) in got] == arr.to_pylist()
+
+
+def test_key_files_of_several_tenants_in_one_call():
+    arrays = [pa.array([bytes([i]) * 16] * i, pa.binary(16)) for i in range(5)]
+    images = pqwrite.encode_keys(arrays)
+    assert [pq.read_table(pa.BufferReader(bytes(img))).column("_key").to_pylist() for img in images] == \
+           [a.to_pylist() for a in arrays]
+
+
+def test_key_files_refuse_other_types():
+    with pytest.raises(TypeError, match="fixed_size_binary"):
+        pqwrite.encode_keys([pa.array([b"x" * 16])])  # variable-length binary
+    with pytest.raises(TypeError, match="fixed_size_binary"):
+        pqwrite.encode_keys([pa.array([b"x" * 8], pa.binary(8))])
+
+
+def test_dedup_index_written_by_either_writer_is_read_by_the_other(clean_env, monkeypatch):
+    """Key files from the encoder and from pyarrow are interchangeable: a lake
+    whose index one wrote is deduplicated against by the other."""
+    tmp = clean_env
+    recs = sample_events()
+    first = write_ndjson(tmp / "first.ndjson", recs[:40])
+    both = write_ndjson(tmp / "both.ndjson", recs)
+    for first_c in (True, False):
+        lake = tmp / f"lake-{first_c}"
+        for src, use_c in ((first, first_c), (both, not first_c)):
+            monkeypatch.setattr(pqwrite, "AVAILABLE", use_c)
+            res = CliRunner().invoke(app, ["ingest", str(src), "--lake", str(lake), "--workers", "1", "--json"])
+            assert res.exit_code == 0, res.output
+        # the second run found the first run's events stored already, and stored the rest
+        out = json.loads(res.stdout)
+        assert (out["accepted"], out["duplicates"]) == (20, 40)
+        made_by = {pq.ParquetFile(f).metadata.created_by.split(" version")[0]
+                   for f in (lake / "_state" / "dedup").rglob("*.parquet")}
+        assert made_by == {"erp", "parquet-cpp-arrow"}
+        ids = duckdb.sql(f"SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet')").fetchall()
+        assert sorted(i for (i,) in ids) == sorted(r["event_id"] for r in recs)
