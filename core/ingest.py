@@ -2,7 +2,8 @@
 
 Pipeline: sources are read as line-aligned chunks (bounded memory); parser
 processes validate and enrich each chunk into an Arrow table; the main process
-buffers up to ``ingest.commit_events`` events, drops duplicates against the
+buffers ``ingest.commit_events`` events (up to twice that while the previous
+commit is still being written), drops duplicates against the
 dedup index, writes one Parquet file per (tenant, date) touched and the
 rejected lines with their reasons, and commits all of it atomically together
 with the input ledger and dedup-index additions.
@@ -373,7 +374,8 @@ class _Job:
         self._note_position(src, meta.offset, first + res.lines - meta.partial, meta.tail, done=False)
         if progress is not None:
             progress(r.bytes, r.lines)
-        if self.pending.events >= commit_events:
+        if self.pending.events >= commit_events and (
+                self._writer_idle() or self.pending.events >= 2 * commit_events):
             self._commit()
 
     def _note_position(self, src: Source, offset: int, line: int, tail: str, *, done: bool) -> None:
@@ -407,10 +409,17 @@ class _Job:
         else:  # an empty source
             self._note_position(src, 0, 1, "", done=True)
 
+    def _writer_idle(self) -> bool:
+        return self._writing is None or self._writing.done()
+
     def _commit(self) -> None:
         """Hand the pending buffer to the writer thread (one commit in flight at a
-        time, so memory stays at two buffers and commits stay in order). Polars
-        and Arrow release the GIL while writing, so parsing goes on meanwhile."""
+        time, so commits stay in order). Polars, Arrow and the encoder release
+        the GIL while writing, so parsing goes on meanwhile. A buffer that
+        reaches ``commit_events`` while the previous commit is still being
+        written keeps taking chunks, up to twice that, rather than waiting: the
+        parsers keep working, and a later commit is larger (fewer, larger
+        files). Memory stays bounded at about three buffers."""
         p = self.pending
         self.pending = _Pending()
         self._wait_writer()

@@ -338,3 +338,41 @@ def test_generated_event_id_is_deterministic(cfg, tmp_path, lake_dir):
     ids = read_events(lake_dir)["event_id"].to_list()
     assert len(ids) == len(set(ids)) == 2
     assert all(len(i) == 36 for i in ids)
+
+
+def test_commits_grow_while_the_writer_is_busy_but_stay_bounded(tmp_path, monkeypatch):
+    """A commit's buffer that fills while the previous commit is still being
+    written keeps taking chunks instead of stopping the parsers, up to twice
+    ``commit_events``; the lake ends up with every event once."""
+    import time
+
+    from conftest import make_config
+    from erp.core import ingest as ingest_mod
+    from erp.core.generate import generate_events
+
+    src = tmp_path / "in.ndjson"
+    generate_events(src, events=3000, tenants=3, days=2, seed=5)
+    longest = max(len(line) for line in src.read_bytes().splitlines())
+    chunk_bytes, commit = 8192, 200
+    most_per_chunk = chunk_bytes // (min(len(line) for line in src.read_bytes().splitlines()) + 1) + 1
+    cfg = make_config(tmp_path, **{"ingest.commit_events": commit, "ingest.chunk_bytes": chunk_bytes,
+                                   "ingest.workers": 1})
+    sizes: list[int] = []
+    write = ingest_mod._Job._write_commit
+
+    def slow_write(self, p):
+        sizes.append(p.events)
+        time.sleep(0.3)  # a slow disk: parsing the next chunks takes less time than this
+        return write(self, p)
+
+    monkeypatch.setattr(ingest_mod._Job, "_write_commit", slow_write)
+    res = ingest(cfg, [str(src)], workers=1)
+    assert res.accepted == 3000 and res.duplicates == 0
+    assert all(n >= commit for n in sizes[:-1])
+    # grew past commit_events plus the chunk that reached it, but never past twice that plus a chunk
+    assert max(sizes) > commit + most_per_chunk
+    assert max(sizes) < 2 * commit + most_per_chunk
+    assert longest < chunk_bytes
+    rows = duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM read_parquet("
+                      f"'{cfg.lake}/events/**/*.parquet')").fetchall()
+    assert rows == [(3000, 3000)]
