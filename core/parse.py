@@ -29,6 +29,7 @@ only decides fast whether it is.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import msgspec
@@ -114,12 +115,26 @@ _CTX: ParseContext | None = None
 _RESULTS: str | None = None
 
 
+#: How much lower the parser processes' scheduling priority is than the ingest
+#: process's. The ingest process deduplicates, encodes and commits what the
+#: parsers return, one commit at a time: the one serial stage. Given the CPU
+#: first whenever it has work, it keeps up and the run ends soon after the last
+#: chunk is parsed, instead of behind a backlog of commits that only one core
+#: can work off. (2M events on 2 cores, 6 alternating pairs: 6.24 -> 5.77 s.)
+PARSER_NICE = 5
+
+
 def init_worker(ctx: ParseContext, results: str | None = None, ingest_pid: int | None = None) -> None:
     """Process-pool initializer: install the context once per parser process, and
-    the shared-memory folder results go through (None: inline). The parser ends
-    when the ingest process ``ingest_pid`` does, however it ended (kill -9)."""
+    the shared-memory folder results go through (None: inline); lower the
+    parser's priority (``PARSER_NICE``). The parser ends when the ingest
+    process ``ingest_pid`` does, however it ended (kill -9)."""
     global _CTX, _RESULTS
     _CTX, _RESULTS = ctx, results
+    try:
+        os.nice(PARSER_NICE)
+    except OSError:  # pragma: no cover - raising one's own niceness is always allowed on Linux
+        pass
     if ingest_pid is not None:
         exit_with(ingest_pid)
 

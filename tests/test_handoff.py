@@ -238,3 +238,20 @@ def test_rejected_lines_keep_their_line_numbers_across_scanned_chunks_and_a_resu
     rejected = read_rejected(tmp_path / "lake")
     assert [r["line"] for r in rejected] == [i + 1 for i in broken]
     assert all(r["raw"] == '{"broken at line %d' % r["line"] for r in rejected)
+
+
+def test_parser_processes_run_at_a_lower_priority_than_the_ingest(tmp_path):
+    """The ingest process (dedup, encoding, commits: the serial stage) gets the
+    CPU before its parsers do."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from erp.core import forkserver
+    from erp.core.ingest import build_context
+    from erp.core.parse import PARSER_NICE, init_worker
+
+    ctx = build_context(make_config(tmp_path), batch_id="b", now_us=0, tenant=None)
+    with ProcessPoolExecutor(max_workers=1, mp_context=forkserver.context(), initializer=init_worker,
+                             initargs=(ctx, None, os.getpid())) as pool:
+        parser_nice = pool.submit(os.nice, 0).result()
+    assert PARSER_NICE > 0
+    assert parser_nice == min(19, os.nice(0) + PARSER_NICE)
