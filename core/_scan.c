@@ -462,6 +462,183 @@ done:
     return out;
 }
 
+/* --- strip_members: promoted metadata keys out of JSON object texts ------------ */
+
+static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p;
+}
+
+/* The end of the value at ``p`` in a plain text (no backslash, no object):
+ * a string, an array (of scalars and arrays) or a bare word; NULL if malformed.
+ * *string_or_null is set when the value is a string or null. */
+static const unsigned char *plain_value(const unsigned char *p, const unsigned char *end, int *string_or_null) {
+    *string_or_null = 0;
+    if (p >= end) return NULL;
+    if (*p == '"') {
+        const unsigned char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+        if (!q) return NULL;
+        *string_or_null = 1;
+        return q + 1;
+    }
+    if (*p == '[') {
+        int depth = 0;
+        for (; p < end; p++) {
+            if (*p == '"') {
+                const unsigned char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+                if (!q) return NULL;
+                p = q;
+            } else if (*p == '[') {
+                depth++;
+            } else if (*p == ']' && --depth == 0) {
+                return p + 1;
+            }
+        }
+        return NULL;
+    }
+    const unsigned char *q = p;
+    while (q < end && *q != ',' && *q != '}' && *q != ']' && *q != ' ' && *q != '\t' && *q != '\r' && *q != '\n')
+        q++;
+    if (q == p) return NULL;
+    *string_or_null = (q - p == 4 && memcmp(p, "null", 4) == 0);
+    return q;
+}
+
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} key_t_;
+
+/* One plain object text with its members ``"key": <string or null>`` removed,
+ * appended to out; the removal follows the pattern of erp.core.enrich.
+ * strip_keys_expr exactly: a member after a comma goes with that comma and the
+ * whitespace before it, a first member with the whitespace and comma after it.
+ * Returns 0, or -1 if the text is not a plain object (then nothing is written). */
+static int strip_one(const unsigned char *t, const unsigned char *end, const key_t_ *keys, int nkeys,
+                     unsigned char *out, size_t *outn) {
+    size_t n0 = *outn;
+    const unsigned char *p = skip_ws(t, end);
+    if (p >= end || *p != '{') return -1;
+    p++;
+    const unsigned char *copied = t;     /* text before this is in out already */
+    const unsigned char *prev_end = NULL; /* end of the previous member's value, when a comma follows it */
+    for (;;) {
+        const unsigned char *k = skip_ws(p, end);
+        if (k < end && *k == '}') break;
+        if (k >= end || *k != '"') goto bad;
+        const unsigned char *kend = memchr(k + 1, '"', (size_t)(end - k - 1));
+        if (!kend) goto bad;
+        const unsigned char *colon = skip_ws(kend + 1, end);
+        if (colon >= end || *colon != ':') goto bad;
+        const unsigned char *v = skip_ws(colon + 1, end);
+        int sn;
+        const unsigned char *vend = plain_value(v, end, &sn);
+        if (!vend) goto bad;
+        int promoted = 0;
+        if (sn) {
+            for (int i = 0; i < nkeys; i++)
+                if (kend - k - 1 == keys[i].n && memcmp(k + 1, keys[i].p, (size_t)keys[i].n) == 0) {
+                    promoted = 1;
+                    break;
+                }
+        }
+        const unsigned char *after = skip_ws(vend, end);
+        if (after >= end || (*after != ',' && *after != '}')) goto bad;
+        if (promoted && !prev_end) { /* a first member: up to the next member or the closing brace */
+            const unsigned char *q = after;
+            if (*q == ',') q = skip_ws(q + 1, end);
+            memcpy(out + *outn, copied, (size_t)(k - copied));
+            *outn += (size_t)(k - copied);
+            copied = q;
+            if (*after == '}') break;
+            p = q; /* the next member has no comma before it any more: prev_end stays NULL */
+            continue;
+        }
+        if (promoted) { /* a member after a comma: from the end of the previous value */
+            memcpy(out + *outn, copied, (size_t)(prev_end - copied));
+            *outn += (size_t)(prev_end - copied);
+            copied = vend;
+        }
+        prev_end = vend; /* where the next member's comma (and whitespace before it) begins */
+        if (*after == '}') break;
+        p = after + 1;
+    }
+    memcpy(out + *outn, copied, (size_t)(end - copied));
+    *outn += (size_t)(end - copied);
+    return 0;
+bad:
+    *outn = n0;
+    return -1;
+}
+
+/* strip_members(offsets, data, keys) -> (offsets, data, hard): each text of an
+ * Arrow large_string column (int64 offsets, no nulls) with its top-level
+ * ``"key": <string or null>`` members removed. Texts with a backslash or an
+ * object inside the object (``hard`` 1) are copied unchanged: their keys may be
+ * spelled with escapes or nested, and the caller strips them with a JSON parser. */
+static PyObject *strip_members(PyObject *self, PyObject *args) {
+    Py_buffer ob, db;
+    PyObject *keys_o;
+    if (!PyArg_ParseTuple(args, "y*y*O!", &ob, &db, &PyTuple_Type, &keys_o)) return NULL;
+    PyObject *res = NULL, *offs_out = NULL, *data_out = NULL, *hard_out = NULL;
+    key_t_ keys[8];
+    int nkeys = (int)PyTuple_GET_SIZE(keys_o);
+    Py_ssize_t n = ob.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    const int64_t *offs = ob.buf;
+    if (nkeys > 8 || n < 0 || ob.len % (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "strip_members: at most 8 keys, and int64 offsets");
+        goto done;
+    }
+    for (int i = 0; i < nkeys; i++) {
+        PyObject *k = PyTuple_GET_ITEM(keys_o, i);
+        if (!PyBytes_Check(k)) {
+            PyErr_SetString(PyExc_TypeError, "strip_members: keys must be bytes");
+            goto done;
+        }
+        keys[i].p = PyBytes_AS_STRING(k);
+        keys[i].n = PyBytes_GET_SIZE(k);
+    }
+    for (Py_ssize_t i = 0; i <= n; i++)
+        if (offs[i] < (i ? offs[i - 1] : 0) || offs[i] > db.len) {
+            PyErr_SetString(PyExc_ValueError, "strip_members: offsets outside the data");
+            goto done;
+        }
+    int64_t total = n >= 0 ? offs[n] - offs[0] : 0;
+    offs_out = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
+    data_out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    hard_out = PyBytes_FromStringAndSize(NULL, n);
+    if (!offs_out || !data_out || !hard_out) goto done;
+    int64_t *oo = (int64_t *)PyBytes_AS_STRING(offs_out);
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data_out);
+    unsigned char *hard = (unsigned char *)PyBytes_AS_STRING(hard_out);
+    const unsigned char *data = db.buf;
+    size_t outn = 0;
+    Py_BEGIN_ALLOW_THREADS
+    oo[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *t = data + offs[i], *end = data + offs[i + 1];
+        const unsigned char *brace = memchr(t, '{', (size_t)(end - t));
+        int is_hard = memchr(t, '\\', (size_t)(end - t)) != NULL ||
+                      (brace && memchr(brace + 1, '{', (size_t)(end - brace - 1)) != NULL);
+        if (is_hard || strip_one(t, end, keys, nkeys, out, &outn) < 0) {
+            memcpy(out + outn, t, (size_t)(end - t));
+            outn += (size_t)(end - t);
+        }
+        hard[i] = (unsigned char)is_hard;
+        oo[i + 1] = (int64_t)outn;
+    }
+    Py_END_ALLOW_THREADS
+    if (_PyBytes_Resize(&data_out, (Py_ssize_t)outn) < 0) goto done;
+    res = Py_BuildValue("(OOO)", offs_out, data_out, hard_out);
+done:
+    Py_XDECREF(offs_out);
+    Py_XDECREF(data_out);
+    Py_XDECREF(hard_out);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&db);
+    return res;
+}
+
 /* The offset of every newline in ``data``, as int64s (numpy's ``flatnonzero(buf
  * == 10)`` made a 16 MiB mask of fresh pages per chunk). */
 static PyObject *newlines(PyObject *self, PyObject *args) {
@@ -494,6 +671,9 @@ static PyObject *newlines(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"newlines", newlines, METH_VARARGS, "newlines(data) -> int64 offset of each newline in data"},
+    {"strip_members", strip_members, METH_VARARGS,
+     "strip_members(offsets, data, keys) -> (offsets, data, hard): top-level \"key\": <string or null> "
+     "members removed from JSON object texts; hard texts (backslash, nested object) copied unchanged"},
     {"scan", scan, METH_VARARGS,
      "scan(data) -> (kinds, spans) or None: each line's fields, or None when the chunk needs the general path"},
     {"gather", gather, METH_VARARGS,

@@ -42,7 +42,8 @@ import pyarrow.compute as pc
 from erp.core.dedup import event_keys
 from erp.core.diagnose import diagnose, too_large, truncated
 from erp.core.enrich import (
-    UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, referrer_domain_expr, strip_keys,
+    UserAgentCache, anonymize_ip, anonymize_ipv4_expr, page_path_expr, per_distinct, referrer_domain_expr,
+    strip_keys,
 )
 from erp.core.events import (
     BATCH_SCHEMA, CONTROL_CHARS, MAX_EVENT_TYPE_LEN, MAX_ID_LEN, PROMOTED_METADATA, SORT_KEYS, TENANT_REGEX, Chunk,
@@ -474,17 +475,17 @@ def _properties_table(texts: pl.Series, hots: list[_HotProps | None]) -> pl.Data
     """Per properties text (``_p``): the stored text and the promoted fields with
     what derives from them."""
     hots = [h if h is not None else _NO_HOT for h in hots]
+    referrers = pl.Series("referrer", [h.referrer for h in hots], dtype=pl.String)
     return pl.DataFrame({
         "_p": texts,
         "page_url": pl.Series([h.page_url for h in hots], dtype=pl.String),
-        "referrer": pl.Series([h.referrer for h in hots], dtype=pl.String),
+        "referrer": referrers,
         "revenue": pl.Series([h.revenue for h in hots], dtype=pl.Float64),
         "currency": pl.Series([h.currency for h in hots], dtype=pl.String),
     }).with_columns(
         properties=pl.col("_p").replace("null", "{}"),
         page_path=page_path_expr(pl.col("page_url")),
-        referrer_domain=referrer_domain_expr(pl.col("referrer")),
-    )
+    ).with_columns(referrer_domain=per_distinct(referrers, referrer_domain_expr))
 
 
 def _metadata_table(texts: pl.Series, metas: list[_Meta | None]) -> pl.DataFrame:

@@ -165,3 +165,15 @@ def test_timestamps_are_read_as_the_reference_reads_them(values: list[str | None
         except ValueError:
             expected = None
         assert us == expected, value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | url_text, max_size=30), st.integers(1, 4))
+def test_per_distinct_equals_the_expression_on_every_row(urls: list[str | None], repeat: int) -> None:
+    from erp.core.enrich import per_distinct, referrer_domain_expr
+
+    values = pl.Series("referrer", urls * repeat, dtype=pl.String)  # repeats take the distinct path
+    expected = pl.select(referrer_domain_expr(pl.lit(values))).to_series()
+    got = per_distinct(values, referrer_domain_expr)
+    assert got.to_list() == expected.to_list()
+    assert got.dtype == pl.String and len(got) == len(values)

@@ -252,3 +252,65 @@ def test_newlines_are_found_where_numpy_finds_them(data):
         lines.pop()
     starts, ends = parse._line_bounds(data)
     assert [data[a:b] for a, b in zip(starts, ends)] == lines
+
+
+# --- strip_members: the metadata's promoted keys removed, as the pattern does -------------
+
+import polars as pl  # noqa: E402
+
+from erp.core.enrich import _strip_native, strip_keys, strip_keys_expr  # noqa: E402
+from erp.core.events import PROMOTED_METADATA  # noqa: E402
+
+_plain = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\{'), max_size=8)
+_keys = st.sampled_from(list(PROMOTED_METADATA) + ["sdk", "ipx", "x_ip", "", "ip "]) | _plain
+_leaf = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | _plain
+_value = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+_seps = st.sampled_from([(",", ":"), (", ", ": "), (" ,  ", " :\t"), (",\n", ":"), ("\r\n,", "\n:\n")])
+
+
+def _plain_object(pairs, seps, pad) -> str:
+    """JSON object text with possibly repeated keys and any JSON whitespace."""
+    item, key = seps
+    body = item.join(f"{json.dumps(k, ensure_ascii=False)}{key}{json.dumps(v, ensure_ascii=False)}"
+                     for k, v in pairs)
+    return f"{pad}{{{pad}{body}{pad}}}{pad}"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.lists(st.tuples(_keys, _value), max_size=6), min_size=1, max_size=6), _seps,
+       st.sampled_from(["", " ", "\n  "]))
+def test_strip_members_removes_what_the_pattern_removes_byte_for_byte(objects, seps, pad):
+    texts = [_plain_object(pairs, seps, pad) for pairs in objects]
+    series = pl.Series("m", texts, dtype=pl.String)
+    got, hard = _strip_native(series, PROMOTED_METADATA)
+    expected = pl.select(strip_keys_expr(pl.lit(series), PROMOTED_METADATA)).to_series()
+    assert got.to_list() == expected.to_list()
+    assert not hard.any()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet='{}[]",:\\ ipcountry0n', max_size=30), min_size=1, max_size=8))
+def test_strip_members_copies_hard_or_malformed_texts_and_flags_the_hard_ones(texts):
+    """Texts with a backslash or a second brace are left to the JSON parser (flagged,
+    copied unchanged); malformed ones are never cut (copied unchanged)."""
+    series = pl.Series("m", texts, dtype=pl.String)
+    got, hard = _strip_native(series, PROMOTED_METADATA)
+    for text, out, h in zip(texts, got.to_list(), hard.to_list()):
+        first_brace = text.find("{")
+        second_brace = first_brace >= 0 and "{" in text[first_brace + 1:]
+        assert h == ("\\" in text or second_brace)
+        if h:
+            assert out == text
+        try:
+            json.loads(text)
+        except ValueError:
+            assert out == text  # not JSON: nothing removed
+
+
+def test_strip_keys_with_nulls_and_hard_texts_takes_both_paths():
+    texts = ['{"ip":"1.2.3.4","a":1}', None, '{"ip":"\\u0031","b":2}', '{"d":{"ip":"x"},"country":"FR"}']
+    got = strip_keys(pl.Series("metadata", texts, dtype=pl.String), PROMOTED_METADATA).to_list()
+    assert got[1] is None
+    assert [json.loads(t) for t in got[:1] + got[2:]] == [{"a": 1}, {"b": 2}, {"d": {"ip": "x"}}]
+    assert strip_keys(pl.Series("metadata", [t for t in texts if t], dtype=pl.String),
+                      PROMOTED_METADATA).to_list() == [t for t in got if t]
