@@ -573,9 +573,10 @@ bad:
 
 /* strip_members(offsets, data, keys) -> (offsets, data, hard): each text of an
  * Arrow large_string column (int64 offsets, no nulls) with its top-level
- * ``"key": <string or null>`` members removed. Texts with a backslash or an
- * object inside the object (``hard`` 1) are copied unchanged: their keys may be
- * spelled with escapes or nested, and the caller strips them with a JSON parser. */
+ * ``"key": <string or null>`` members removed. Texts with a backslash or a
+ * brace after their first character (``hard`` 1: keys spelled with escapes,
+ * objects inside the object) are copied unchanged, and the caller strips them
+ * with a JSON parser. */
 static PyObject *strip_members(PyObject *self, PyObject *args) {
     Py_buffer ob, db;
     PyObject *keys_o;
@@ -617,9 +618,9 @@ static PyObject *strip_members(PyObject *self, PyObject *args) {
     oo[0] = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const unsigned char *t = data + offs[i], *end = data + offs[i + 1];
-        const unsigned char *brace = memchr(t, '{', (size_t)(end - t));
+        /* as strip_keys judges: a backslash anywhere, or a brace after the first character */
         int is_hard = memchr(t, '\\', (size_t)(end - t)) != NULL ||
-                      (brace && memchr(brace + 1, '{', (size_t)(end - brace - 1)) != NULL);
+                      (end - t > 1 && memchr(t + 1, '{', (size_t)(end - t - 1)) != NULL);
         if (is_hard || strip_one(t, end, keys, nkeys, out, &outn) < 0) {
             memcpy(out + outn, t, (size_t)(end - t));
             outn += (size_t)(end - t);

@@ -187,8 +187,9 @@ class DedupIndex:
         return out, dups
 
     def stage(self, commit: Commit, keys: dict[str, pl.Series]) -> None:
-        """Stage each tenant's new keys in ``commit`` (one file per tenant, written
-        on the lake's writer threads like the events)."""
+        """Stage each tenant's new keys in ``commit``: one file per tenant, all
+        encoded in one call by ``erp.core.pqwrite`` (by pyarrow on the lake's
+        writer threads when the encoder is not built)."""
         arrays = [_fixed(k) for k in keys.values()]
         if pqwrite.AVAILABLE:  # every file in one C call (pyarrow costs ~0.5 ms per file)
             files: list = pqwrite.encode_keys(arrays)

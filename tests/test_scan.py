@@ -278,27 +278,27 @@ def _plain_object(pairs, seps, pad) -> str:
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.lists(st.tuples(_keys, _value), max_size=6), min_size=1, max_size=6), _seps,
-       st.sampled_from(["", " ", "\n  "]))
+       st.sampled_from(["", "", " ", "\n  "]))
 def test_strip_members_removes_what_the_pattern_removes_byte_for_byte(objects, seps, pad):
     texts = [_plain_object(pairs, seps, pad) for pairs in objects]
     series = pl.Series("m", texts, dtype=pl.String)
     got, hard = _strip_native(series, PROMOTED_METADATA)
     expected = pl.select(strip_keys_expr(pl.lit(series), PROMOTED_METADATA)).to_series()
-    assert got.to_list() == expected.to_list()
-    assert not hard.any()
+    # whitespace before the brace makes a text "hard" (strip_keys then parses it)
+    assert hard.to_list() == [not t.startswith("{") for t in texts]
+    for text, out, want, h in zip(texts, got.to_list(), expected.to_list(), hard.to_list()):
+        assert out == (text if h else want)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(alphabet='{}[]",:\\ ipcountry0n', max_size=30), min_size=1, max_size=8))
+@given(st.lists(st.text(alphabet='{}[]",:\\ ipcountry0né', max_size=30), min_size=1, max_size=8))
 def test_strip_members_copies_hard_or_malformed_texts_and_flags_the_hard_ones(texts):
-    """Texts with a backslash or a second brace are left to the JSON parser (flagged,
-    copied unchanged); malformed ones are never cut (copied unchanged)."""
+    """Texts with a backslash or a brace after their first character are left to
+    the JSON parser (flagged, copied unchanged); malformed ones are never cut."""
     series = pl.Series("m", texts, dtype=pl.String)
     got, hard = _strip_native(series, PROMOTED_METADATA)
     for text, out, h in zip(texts, got.to_list(), hard.to_list()):
-        first_brace = text.find("{")
-        second_brace = first_brace >= 0 and "{" in text[first_brace + 1:]
-        assert h == ("\\" in text or second_brace)
+        assert h == ("\\" in text or "{" in text[1:])  # as strip_keys judges
         if h:
             assert out == text
         try:
