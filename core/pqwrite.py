@@ -142,8 +142,9 @@ KEY_SPEC = [(b"_key", 4, 0)]
 
 
 def encode_keys(keys: Sequence[pa.FixedSizeBinaryArray]) -> list[memoryview]:
-    """One key file's Parquet image per array of ``fixed_size_binary(16)`` keys
-    (pyarrow's writer costs ~0.5 ms per file; this ~10 us)."""
+    """One key file's Parquet image per array of ``fixed_size_binary(16)`` keys.
+    For 800 keys: ~12 us a file, pyarrow's writer ~0.11 ms alone and ~0.5 ms
+    in an ingest run (fresh allocator pages, beside the parsers)."""
     if _native is None:
         raise RuntimeError(f"the C Parquet encoder is not available: {UNAVAILABLE_REASON}")
     chunks = []
