@@ -274,15 +274,23 @@ static int line(const unsigned char *base, const unsigned char *p, const unsigne
     return 1;
 }
 
+static Py_ssize_t count_newlines(const unsigned char *q, const unsigned char *end) {
+    Py_ssize_t n = 0;
+    while (q < end) {
+        const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
+        if (!nl) break;
+        n++;
+        q = nl + 1;
+    }
+    return n;
+}
+
 static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer buf;
     if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
     const unsigned char *data = buf.buf, *end = data + buf.len;
-    Py_ssize_t n = 0;
-    for (const unsigned char *q = data; q < end; n++) {
-        const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
-        q = nl ? nl + 1 : end;
-    }
+    /* lines: one per newline, and a last one without its newline */
+    Py_ssize_t n = count_newlines(data, end) + (data < end && end[-1] != '\n');
     PyObject *kinds = PyBytes_FromStringAndSize(NULL, n * NF);
     PyObject *spans = PyBytes_FromStringAndSize(NULL, n * NF * 2 * (Py_ssize_t)sizeof(int64_t));
     if (!kinds || !spans) {
@@ -646,12 +654,7 @@ static PyObject *newlines(PyObject *self, PyObject *args) {
     Py_buffer buf;
     if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
     const unsigned char *data = buf.buf, *end = data + buf.len;
-    Py_ssize_t n = 0;
-    for (const unsigned char *q = data; q < end; n++) {
-        const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
-        if (!nl) break;
-        q = nl + 1;
-    }
+    Py_ssize_t n = count_newlines(data, end);
     PyObject *out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
     if (!out) {
         PyBuffer_Release(&buf);

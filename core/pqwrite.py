@@ -95,7 +95,11 @@ def encode_batches(batches: Sequence[pa.RecordBatch], spans: np.ndarray, bounds:
     chunks = [_columns(_event_batch(b)) for b in batches]
     spans = np.ascontiguousarray(spans, dtype=np.int64).reshape(-1, 3)
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
-    data, sizes = _native.encode(SPEC, chunks, spans, bounds, ZSTD_LEVEL, _CREATED_BY, _SEED)
+    return _files(*_native.encode(SPEC, chunks, spans, bounds, ZSTD_LEVEL, _CREATED_BY, _SEED))
+
+
+def _files(data: bytes, sizes: list[int]) -> list[memoryview]:
+    """The encoder's files, back to back in ``data``, as one view each."""
     view = memoryview(data)
     out, at = [], 0
     for size in sizes:
@@ -154,14 +158,8 @@ def encode_keys(keys: Sequence[pa.FixedSizeBinaryArray]) -> list[memoryview]:
         bufs = arr.buffers()
         chunks.append([(bufs[0], None, bufs[1], arr.offset, len(arr))])
     spans = np.array([(i, 0, len(a)) for i, a in enumerate(keys)], dtype=np.int64).reshape(-1, 3)
-    data, sizes = _native.encode(KEY_SPEC, chunks, spans, np.arange(len(keys) + 1, dtype=np.int64),
-                                 ZSTD_LEVEL, _CREATED_BY, _SEED)
-    view = memoryview(data)
-    out, at = [], 0
-    for size in sizes:
-        out.append(view[at:at + size])
-        at += size
-    return out
+    return _files(*_native.encode(KEY_SPEC, chunks, spans, np.arange(len(keys) + 1, dtype=np.int64),
+                                  ZSTD_LEVEL, _CREATED_BY, _SEED))
 
 
 def encode_tables(tables: Sequence[pa.Table]) -> list[memoryview]:
