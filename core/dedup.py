@@ -104,6 +104,16 @@ class KeySet:
         self.hi, self.lo = merged_hi, merged_lo
 
 
+def string_buffers(values: pl.Series) -> tuple[np.ndarray, pa.Buffer | bytes]:
+    """A String column's int64 offsets (one per value, plus the end) and its
+    data buffer, as C code reads them (an Arrow large_string's layout)."""
+    arr = values.to_arrow(compat_level=pl.CompatLevel.oldest())
+    arr = (arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr).cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=arr.offset + len(arr) + 1)[arr.offset:]
+    data = arr.buffers()[2]
+    return offsets, b"" if data is None else data
+
+
 def event_keys(ids: pl.Series) -> pl.Series:
     """The dedup key of each event id: its XXH3-128 digest (16 bytes, as
     ``xxhash.xxh3_128_digest`` gives it), in one C call when ``core/_keys.c``
@@ -113,13 +123,9 @@ def event_keys(ids: pl.Series) -> pl.Series:
     if _native is None:
         h = xxhash.xxh3_128_digest
         return pl.Series("_key", [h(e.encode("utf-8")) for e in ids.to_list()], dtype=pl.Binary)
-    arr = ids.to_arrow(compat_level=pl.CompatLevel.oldest())
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    arr = arr.cast(pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=arr.offset + len(arr) + 1)[arr.offset:]
-    data = arr.buffers()[2]
-    digests = _native.digests(offsets, b"" if data is None else data)
-    keys = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(arr), [None, pa.py_buffer(digests)])
+    offsets, data = string_buffers(ids)
+    digests = _native.digests(offsets, data)
+    keys = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(ids), [None, pa.py_buffer(digests)])
     return pl.Series("_key", keys.cast(pa.binary()))
 
 

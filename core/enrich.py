@@ -17,6 +17,8 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from erp.core.dedup import string_buffers
+
 try:  # built from core/_scan.c at install when a C compiler is there
     from erp.core import _scan
 except ImportError:  # pragma: no cover - exercised by installs without a compiler
@@ -191,13 +193,8 @@ def _strip_native(values: pl.Series, keys: tuple[str, ...]) -> tuple[pl.Series, 
     """``strip_keys_expr`` in C (core/_scan.c ``strip_members``: the same
     removals, ~15x faster), and which texts are hard."""
     assert _scan is not None
-    arr = values.to_arrow(compat_level=pl.CompatLevel.oldest())
-    arr = (arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr).cast(pa.large_string())
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=arr.offset + n + 1)[arr.offset:]
-    data = arr.buffers()[2]
-    o, d, h = _scan.strip_members(offsets, b"" if data is None else data, tuple(k.encode() for k in keys))
-    out = pa.LargeStringArray.from_buffers(n, pa.py_buffer(o), pa.py_buffer(d))
+    o, d, h = _scan.strip_members(*string_buffers(values), tuple(k.encode() for k in keys))
+    out = pa.LargeStringArray.from_buffers(len(values), pa.py_buffer(o), pa.py_buffer(d))
     series = pl.from_arrow(out)
     assert isinstance(series, pl.Series)
     return series, pl.Series(np.frombuffer(h, dtype=np.bool_))
